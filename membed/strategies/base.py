@@ -1,0 +1,245 @@
+"""The contract every embedding strategy follows.
+
+A strategy is a Keras 3 layer that maps integer ids in `[0, vocab_size)` to
+vectors of the base dimension `dim`. Subclasses implement `build`, `lookup`
+(on a flat vector of ids that is already range-checked) and the classmethod
+`cost`, which gives parameters and bytes from the constructor arguments alone,
+before anything is built.
+
+Some strategies need more than weights to map ids: mixed dimension keeps an
+id -> block map, frequency hashing an id -> private-row map. That "index"
+state is not a parameter (it is not trained and not counted by
+`count_params()`), but it is saved with the weights in `.keras` files and
+reported as `index_bytes`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, ClassVar
+
+import keras
+import numpy as np
+from keras import ops
+
+BYTES_PER_DTYPE = {
+    "float32": 4,
+    "float16": 2,
+    "bfloat16": 2,
+    "int8": 1,
+    "int32": 4,
+    "int64": 8,
+}
+
+
+class InvalidIdError(ValueError):
+    """An id outside `[0, vocab_size)` reached an embedding layer."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Cost:
+    """Closed-form size of a strategy, computable before building it.
+
+    Attributes:
+        params: number of scalars held in weights (what `count_params()` gives).
+        bytes_by_dtype: bytes of those weights, keyed by storage dtype.
+        index_bytes: bytes of non-parameter id-mapping state.
+    """
+
+    params: int
+    bytes_by_dtype: dict[str, int]
+    index_bytes: int = 0
+
+    @property
+    def param_bytes(self) -> int:
+        return sum(self.bytes_by_dtype.values())
+
+    @classmethod
+    def float32(cls, params: int, index_bytes: int = 0) -> "Cost":
+        return cls(params=params, bytes_by_dtype={"float32": 4 * params}, index_bytes=index_bytes)
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One constructor option of a strategy, as the CLI and `strategies` list it."""
+
+    parse: Callable[[str], Any]
+    default: Any
+    help: str
+
+
+def int_list(text: str | list | tuple) -> list[int]:
+    """Parses '400,1700' (or a list) into [400, 1700]."""
+    if isinstance(text, (list, tuple)):
+        return [int(v) for v in text]
+    return [int(v) for v in str(text).replace("/", ",").split(",") if v.strip()]
+
+
+def check_choice(layer: str, option: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ValueError(
+            f"{layer}: invalid `{option}`: {value!r}. Use one of: {', '.join(map(str, allowed))}."
+        )
+
+
+def check_positive(layer: str, option: str, value: Any, minimum: int = 1) -> None:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{layer}: invalid `{option}`: {value!r}. It must be an integer >= {minimum}.")
+
+
+class EmbeddingStrategy(keras.layers.Layer):
+    """Base class: id validation, flattening, config and index-state saving.
+
+    Args:
+        vocab_size: number of ids; valid ids are `0 .. vocab_size - 1`.
+        dim: the base embedding dimension every id is mapped to.
+        check_ids: raise on out-of-range ids (on by default; it costs one min
+            and one max over the batch).
+    """
+
+    strategy_name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    options: ClassVar[dict[str, Option]] = {}
+    needs_counts: ClassVar[bool] = False
+
+    def __init__(self, vocab_size: int, dim: int, check_ids: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        label = type(self).__name__
+        check_positive(label, "vocab_size", vocab_size)
+        check_positive(label, "dim", dim)
+        self.vocab_size = int(vocab_size)
+        self.dim = int(dim)
+        self.check_ids = bool(check_ids)
+        self._index_arrays: dict[str, np.ndarray] = {}
+        self._index_tensors: dict[str, Any] = {}
+
+    # ----- cost -------------------------------------------------------------
+    @classmethod
+    def cost(cls, vocab_size: int, dim: int, **options) -> Cost:
+        raise NotImplementedError
+
+    @classmethod
+    def options_for_compression(cls, vocab_size: int, dim: int, compression: float) -> dict:
+        """Options that give about `compression` times fewer parameters than a full table.
+
+        Raises ValueError when the strategy cannot reach that compression at this size.
+        The accuracy suite's presets (`5x`, `20x`, `100x`) come from here.
+        """
+        raise ValueError(f"{cls.strategy_name}: has no compression presets.")
+
+    @classmethod
+    def param_count(cls, vocab_size: int, dim: int, **options) -> int:
+        return cls.cost(vocab_size, dim, **options).params
+
+    def layer_cost(self) -> Cost:
+        """The cost formula applied to this layer's own configuration."""
+        options = {k: getattr(self, k) for k in self.options}
+        return self.cost(self.vocab_size, self.dim, **options)
+
+    # ----- index state (saved with weights, not counted as parameters) -----
+    def set_index(self, name: str, array: np.ndarray) -> None:
+        array = np.ascontiguousarray(array)
+        self._index_arrays[name] = array
+        self._index_tensors[name] = ops.convert_to_tensor(array)
+
+    def index(self, name: str):
+        return self._index_tensors[name]
+
+    @property
+    def index_bytes(self) -> int:
+        return int(sum(a.nbytes for a in self._index_arrays.values()))
+
+    def save_own_variables(self, store):
+        super().save_own_variables(store)
+        for name, array in self._index_arrays.items():
+            store[f"index_{name}"] = array
+
+    def load_own_variables(self, store):
+        weights = {k: store[k] for k in store.keys() if not k.startswith("index_")}
+        super().load_own_variables(weights)
+        for key in store.keys():
+            if key.startswith("index_"):
+                name = key[len("index_"):]
+                saved = np.asarray(store[key])
+                expected = self._index_arrays.get(name)
+                if expected is not None and saved.shape != expected.shape:
+                    raise ValueError(
+                        f"{self.name}: saved index '{name}' has shape {saved.shape}, "
+                        f"the layer expects {expected.shape}."
+                    )
+                self.set_index(name, saved.astype(expected.dtype if expected is not None else saved.dtype))
+
+    # ----- forward ----------------------------------------------------------
+    def call(self, ids):
+        ids = ops.convert_to_tensor(ids)
+        if not keras.backend.standardize_dtype(ids.dtype).startswith(("int", "uint")):
+            raise TypeError(f"{self.name}: ids must be integers, got dtype {ids.dtype}.")
+        ids = ops.cast(ids, "int64" if self.vocab_size > 2**31 - 1 else "int32")
+        if self.check_ids:
+            ids = self._checked(ids)
+        flat = ops.reshape(ids, (-1,))
+        vectors = self.lookup(flat)
+        if len(ids.shape) == 1:
+            return vectors
+        dynamic = ops.shape(ids)
+        shape = [d if d is not None else dynamic[i] for i, d in enumerate(ids.shape)]
+        return ops.reshape(vectors, (*shape, self.dim))
+
+    def lookup(self, ids):
+        """Maps a flat vector of in-range ids to a (n, dim) tensor."""
+        raise NotImplementedError
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape, self.dim)
+
+    def _checked(self, ids):
+        if keras.backend.backend() != "tensorflow":
+            return ids
+        import tensorflow as tf
+
+        if tf.executing_eagerly():
+            values = ids.numpy()
+            bad = values[(values < 0) | (values >= self.vocab_size)]
+            if bad.size:
+                raise InvalidIdError(self._range_message(int(bad.flat[0])))
+            return ids
+        lowest = tf.reduce_min(ids)
+        highest = tf.reduce_max(ids)
+        in_range = tf.logical_and(lowest >= 0, highest < self.vocab_size)
+        bad = tf.where(lowest < 0, lowest, highest)
+        message = tf.strings.format(self._range_message("{}"), bad)
+        assertion = tf.debugging.Assert(in_range, [message])
+        with tf.control_dependencies([assertion]):
+            return tf.identity(ids)
+
+    def _range_message(self, bad_id) -> str:
+        return (
+            f"Layer {self.name} ({self.strategy_name}): id {bad_id} is out of range; "
+            f"valid ids are 0..{self.vocab_size - 1} (vocab_size={self.vocab_size})."
+        )
+
+    # ----- config -----------------------------------------------------------
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(vocab_size=self.vocab_size, dim=self.dim, check_ids=self.check_ids)
+        for option in self.options:
+            value = getattr(self, option)
+            config[option] = list(value) if isinstance(value, tuple) else value
+        return config
+
+
+def frequency_order(counts: np.ndarray | None, vocab_size: int, layer: str) -> np.ndarray:
+    """Ids sorted by count, most frequent first (ties keep id order).
+
+    With no counts, ids are taken to be numbered by frequency already.
+    """
+    if counts is None:
+        return np.arange(vocab_size, dtype=np.int64)
+    counts = np.asarray(counts)
+    if counts.shape != (vocab_size,):
+        raise ValueError(
+            f"{layer}: `counts` must have one entry per id, shape ({vocab_size},); got {counts.shape}."
+        )
+    if (counts < 0).any():
+        raise ValueError(f"{layer}: `counts` must be >= 0; got a negative count.")
+    return np.argsort(-counts, kind="stable")

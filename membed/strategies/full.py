@@ -1,0 +1,34 @@
+"""The plain embedding table: the baseline every strategy is compared with."""
+
+from __future__ import annotations
+
+from keras import ops
+
+from membed.strategies.base import Cost, EmbeddingStrategy
+from membed.strategies.registry import register
+
+
+@register
+class FullEmbedding(EmbeddingStrategy):
+    """One learned row per id: a `vocab_size x dim` table.
+
+    Example:
+        >>> layer = FullEmbedding(vocab_size=943, dim=64)
+        >>> layer(np.array([0, 5])).shape
+        (2, 64)
+    """
+
+    strategy_name = "full"
+    summary = "Plain table, one row of `dim` floats per id (the baseline)."
+
+    @classmethod
+    def cost(cls, vocab_size: int, dim: int) -> Cost:
+        return Cost.float32(vocab_size * dim)
+
+    def build(self, input_shape=None):
+        self.embeddings = self.add_weight(
+            shape=(self.vocab_size, self.dim), initializer="uniform", name="embeddings"
+        )
+
+    def lookup(self, ids):
+        return ops.take(self.embeddings, ids, axis=0)

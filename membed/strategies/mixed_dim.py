@@ -1,0 +1,273 @@
+"""Mixed-dimension embeddings: popular ids get wide rows, rare ids narrow ones."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+from membed.strategies.base import Cost, EmbeddingStrategy, Option, frequency_order, int_list
+from membed.strategies.registry import register
+
+
+def optional_int_list(text):
+    if text is None or (isinstance(text, str) and text.strip().lower() in ("", "none", "auto")):
+        return None
+    return int_list(text)
+
+
+def optional_int(text):
+    return None if str(text).strip().lower() in ("", "none", "auto") else int(text)
+
+
+def parse_bool(text) -> bool:
+    if isinstance(text, bool):
+        return text
+    value = str(text).strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def geometric_boundaries(vocab_size: int, num_blocks: int) -> list[int]:
+    """Block ends at V/4**(k-1), ..., V/16, V/4: each block about 4 times the one before.
+
+    A small head block keeps the widest rows for the few most popular ids.
+    """
+    ends = sorted({max(1, round(vocab_size / 4**j)) for j in range(1, num_blocks)})
+    return [e for e in ends if 0 < e < vocab_size]
+
+
+def block_frequencies(boundaries: list[int], vocab_size: int, sorted_counts: np.ndarray | None) -> np.ndarray:
+    """Mean access frequency of each block's ids (ids in frequency order).
+
+    Without counts, ids are assumed to follow Zipf's law with exponent 1
+    (frequency proportional to 1 / (rank + 1)).
+    """
+    edges = [0, *boundaries, vocab_size]
+    means = []
+    for start, end in zip(edges[:-1], edges[1:]):
+        if sorted_counts is None:
+            # Mean of 1/(r+1) over [start, end) from the harmonic-number difference.
+            total = _harmonic(end) - _harmonic(start)
+        else:
+            total = float(np.sum(sorted_counts[start:end]))
+        means.append(total / (end - start))
+    return np.asarray(means, dtype=np.float64)
+
+
+def _harmonic(n: int) -> float:
+    if n == 0:
+        return 0.0
+    if n < 1000:
+        return float(np.sum(1.0 / np.arange(1, n + 1)))
+    return math.log(n) + 0.5772156649015329 + 1 / (2 * n) - 1 / (12 * n * n)
+
+
+def power_law_dims(frequencies: np.ndarray, dim: int, alpha: float, round_pow2: bool) -> list[int]:
+    """Ginart et al.'s rule: d_b = d0 * (p_b / p_max) ** alpha, clamped to [1, d0]."""
+    p_max = float(np.max(frequencies))
+    dims = []
+    for p in frequencies:
+        ratio = (p / p_max) if p_max > 0 else 1.0
+        d = dim * ratio**alpha
+        if round_pow2:
+            d = 2 ** round(math.log2(max(d, 1.0)))
+        dims.append(int(min(dim, max(1, round(d)))))
+    return dims
+
+
+def md_params(boundaries: list[int], dims: list[int], vocab_size: int, dim: int) -> int:
+    edges = [0, *boundaries, vocab_size]
+    total = 0
+    for start, end, block_dim in zip(edges[:-1], edges[1:], dims):
+        total += (end - start) * block_dim + (block_dim * dim if block_dim < dim else 0)
+    return total
+
+
+@register
+class MixedDimEmbedding(EmbeddingStrategy):
+    """Mixed-dimension (MD) embedding: blocks of ids by frequency, narrower rows for rarer blocks.
+
+    Ids are ranked by frequency (from `counts`, most frequent first; without
+    counts the id order is taken as the frequency order). Rank ranges form
+    blocks; block b stores `d_b`-wide rows and, when `d_b < dim`, a `d_b x dim`
+    projection (no bias). Each id is looked up in its own block only: the batch
+    is partitioned by block, each part gathered and projected, and the parts
+    stitched back, so the work is one row per id, not one per id and block.
+
+    Block dims come, in order of precedence, from `dims` (explicit), from a
+    parameter `budget` (alpha solved by bisection, projections counted), or
+    from the power-law rule `d_b = dim * (p_b / p_max) ** alpha` where `p_b` is
+    the mean frequency of the block's ids.
+
+    Args:
+        boundaries: rank positions where blocks end, e.g. [400, 1700]; default
+            geometric blocks ending at V/4**(k-1), ..., V/16, V/4.
+        dims: width of each block (len(boundaries) + 1 values, each in [1, dim]).
+        num_blocks: k, used when `boundaries` is not given.
+        alpha: power-law temperature in [0, 1]; 0 gives every block `dim`.
+        round_pow2: round derived dims to powers of two.
+        budget: total parameter budget; solves alpha.
+        counts: per-id counts (not saved in the config; the id ranking is
+            saved with the weights).
+
+    Example:
+        >>> MixedDimEmbedding(3706, 64, boundaries=[400, 1700], dims=[64, 32, 16]).cost(
+        ...     3706, 64, boundaries=[400, 1700], dims=[64, 32, 16]).params
+        102368
+
+    References:
+        Ginart et al., "Mixed Dimension Embeddings with Application to
+        Memory-Efficient Recommendation Systems", ISIT 2021 (arXiv:1909.11810).
+    """
+
+    strategy_name = "mixed_dim"
+    summary = "Frequency blocks with power-law dims (Ginart et al.), each id looked up in its own block only."
+    needs_counts = True
+    options = {
+        "boundaries": Option(optional_int_list, None, "block ends in frequency rank, e.g. 400,1700"),
+        "dims": Option(optional_int_list, None, "block widths, e.g. 64,32,16"),
+        "num_blocks": Option(int, 4, "number of geometric blocks when boundaries are not given"),
+        "alpha": Option(float, 0.3, "power-law temperature in [0, 1]"),
+        "round_pow2": Option(parse_bool, False, "round derived dims to powers of 2"),
+        "budget": Option(optional_int, None, "parameter budget; solves alpha"),
+    }
+
+    def __init__(self, vocab_size, dim, boundaries=None, dims=None, num_blocks=4, alpha=0.3,
+                 round_pow2=False, budget=None, counts=None, **kwargs):
+        super().__init__(vocab_size, dim, **kwargs)
+        order = frequency_order(counts, vocab_size, type(self).__name__)
+        sorted_counts = None if counts is None else np.asarray(counts)[order]
+        self.num_blocks = num_blocks
+        self.alpha = alpha
+        self.round_pow2 = round_pow2
+        self.budget = budget
+        self.boundaries, self.dims = self.resolve(
+            vocab_size, dim, boundaries, dims, num_blocks, alpha, round_pow2, budget, sorted_counts
+        )
+        rank = np.empty(vocab_size, dtype=np.int32)
+        rank[order] = np.arange(vocab_size, dtype=np.int32)
+        self.set_index("rank", rank)
+        edges = [0, *self.boundaries, vocab_size]
+        self.block_rows = [end - start for start, end in zip(edges[:-1], edges[1:])]
+        self._block_starts = np.asarray(edges[:-1], dtype=np.int32)
+
+    @classmethod
+    def resolve(cls, vocab_size, dim, boundaries, dims, num_blocks, alpha, round_pow2, budget,
+                sorted_counts=None) -> tuple[list[int], list[int]]:
+        """Validates the options and returns explicit (boundaries, dims)."""
+        label = cls.__name__
+        if not 0.0 <= float(alpha) <= 1.0:
+            raise ValueError(f"{label}: invalid `alpha`: {alpha!r}. It must be in [0, 1].")
+        if boundaries is None:
+            if not isinstance(num_blocks, int) or num_blocks < 1:
+                raise ValueError(f"{label}: invalid `num_blocks`: {num_blocks!r}. It must be an integer >= 1.")
+            boundaries = geometric_boundaries(vocab_size, num_blocks)
+        boundaries = [int(b) for b in boundaries]
+        if any(b <= 0 or b >= vocab_size for b in boundaries) or boundaries != sorted(set(boundaries)):
+            raise ValueError(
+                f"{label}: invalid `boundaries`: {boundaries}. They must be strictly increasing, "
+                f"each in 1..{vocab_size - 1}."
+            )
+        if dims is not None:
+            dims = [int(d) for d in dims]
+            if len(dims) != len(boundaries) + 1:
+                raise ValueError(
+                    f"{label}: `dims` has {len(dims)} values; {len(boundaries) + 1} blocks need "
+                    f"{len(boundaries) + 1} (one per block)."
+                )
+            if any(d < 1 or d > dim for d in dims):
+                raise ValueError(f"{label}: invalid `dims`: {dims}. Each must be in 1..{dim}.")
+            return boundaries, dims
+        frequencies = block_frequencies(boundaries, vocab_size, sorted_counts)
+        if budget is None:
+            return boundaries, power_law_dims(frequencies, dim, float(alpha), round_pow2)
+        return boundaries, cls._solve_budget(vocab_size, dim, boundaries, frequencies, round_pow2, budget)
+
+    @classmethod
+    def _solve_budget(cls, vocab_size, dim, boundaries, frequencies, round_pow2, budget) -> list[int]:
+        """Smallest alpha (widest rows) whose parameter count fits `budget`."""
+
+        def params(a):
+            return md_params(boundaries, power_law_dims(frequencies, dim, a, round_pow2), vocab_size, dim)
+
+        if params(0.0) <= budget:
+            return power_law_dims(frequencies, dim, 0.0, round_pow2)
+        if params(1.0) > budget:
+            smallest = params(1.0)
+            raise ValueError(
+                f"{cls.__name__}: `budget` {budget} is below the smallest mixed-dim size for these "
+                f"blocks ({smallest} parameters at alpha=1); raise the budget or use more blocks."
+            )
+        low, high = 0.0, 1.0
+        for _ in range(50):
+            mid = (low + high) / 2
+            low, high = (low, mid) if params(mid) <= budget else (mid, high)
+        return power_law_dims(frequencies, dim, high, round_pow2)
+
+    @classmethod
+    def cost(cls, vocab_size, dim, boundaries=None, dims=None, num_blocks=4, alpha=0.3,
+             round_pow2=False, budget=None, counts=None) -> Cost:
+        sorted_counts = None if counts is None else np.sort(np.asarray(counts))[::-1]
+        boundaries, dims = cls.resolve(
+            vocab_size, dim, boundaries, dims, num_blocks, alpha, round_pow2, budget, sorted_counts
+        )
+        return Cost.float32(md_params(boundaries, dims, vocab_size, dim), index_bytes=4 * vocab_size)
+
+    @classmethod
+    def options_for_compression(cls, vocab_size, dim, compression) -> dict:
+        budget = int(vocab_size * dim / compression)
+        # More blocks make a smaller head block, which higher compression needs.
+        for num_blocks in range(4, 9):
+            options = {"num_blocks": num_blocks, "budget": budget}
+            try:
+                cls.cost(vocab_size, dim, **options)
+            except ValueError:
+                continue
+            return options
+        raise ValueError(f"mixed_dim: cannot reach {compression}x compression at vocab_size={vocab_size}.")
+
+    def build(self, input_shape=None):
+        self.tables = []
+        self.projections = []
+        for b, (rows, block_dim) in enumerate(zip(self.block_rows, self.dims)):
+            self.tables.append(self.add_weight(shape=(rows, block_dim), initializer="uniform", name=f"block_{b}"))
+            self.projections.append(
+                self.add_weight(shape=(block_dim, self.dim), initializer="glorot_uniform", name=f"projection_{b}")
+                if block_dim < self.dim else None
+            )
+
+    def _gather(self, table, rows):
+        """One gather; a seam for tests that count the rows each lookup touches."""
+        return ops.take(table, rows, axis=0)
+
+    def _block_vectors(self, b, local):
+        vectors = self._gather(self.tables[b], local)
+        return vectors if self.projections[b] is None else ops.matmul(vectors, self.projections[b])
+
+    def lookup(self, ids):
+        rank = ops.take(self.index("rank"), ids, axis=0)
+        if len(self.tables) == 1:
+            return self._block_vectors(0, rank)
+        block = ops.searchsorted(ops.convert_to_tensor(self.boundaries, dtype="int32"), rank, side="right")
+        block = ops.cast(block, "int32")
+        local = rank - ops.take(ops.convert_to_tensor(self._block_starts), block, axis=0)
+        if keras.backend.backend() != "tensorflow":
+            # Backends without a dynamic partition: mask per block (k times the work).
+            out = 0.0
+            for b, rows in enumerate(self.block_rows):
+                mine = ops.equal(block, b)
+                vectors = self._block_vectors(b, ops.where(mine, local, 0))
+                out = out + ops.where(ops.expand_dims(mine, -1), vectors, 0.0)
+            return out
+        import tensorflow as tf
+
+        parts = tf.dynamic_partition(local, block, len(self.tables))
+        positions = tf.dynamic_partition(tf.range(tf.shape(ids)[0]), block, len(self.tables))
+        vectors = [self._block_vectors(b, part) for b, part in enumerate(parts)]
+        return tf.dynamic_stitch(positions, vectors)
