@@ -1,0 +1,51 @@
+"""Ratings data: MovieLens loaders with a verified download cache, synthetic ids and planted ratings, splits."""
+
+from membed.data.download import (
+    DataError,
+    DatasetUnavailable,
+    archive_url,
+    download_archive,
+    extract_archive,
+    fetch_dataset,
+)
+from membed.data.movielens import (
+    MOVIELENS,
+    DatasetInfo,
+    RatingsData,
+    dataset_info,
+    default_cache_dir,
+    find_movielens,
+    load_movielens,
+    read_ratings,
+)
+from membed.data.split import random_split
+from membed.data.synthetic import (
+    planted_expected_ratings,
+    planted_ratings,
+    uniform_ids,
+    zipf_expected_counts,
+    zipf_ids,
+)
+
+__all__ = [
+    "MOVIELENS",
+    "DataError",
+    "DatasetInfo",
+    "DatasetUnavailable",
+    "RatingsData",
+    "archive_url",
+    "dataset_info",
+    "default_cache_dir",
+    "download_archive",
+    "extract_archive",
+    "fetch_dataset",
+    "find_movielens",
+    "load_movielens",
+    "planted_expected_ratings",
+    "planted_ratings",
+    "random_split",
+    "read_ratings",
+    "uniform_ids",
+    "zipf_expected_counts",
+    "zipf_ids",
+]
