@@ -81,7 +81,7 @@ def train_model(
     if progress is not None:
         callbacks.append(_EpochProgress(progress, progress.add_task(model.name, total=epochs)))
     start = time.perf_counter()
-    history = model.fit(train, validation_data=val, epochs=epochs, verbose=0, callbacks=callbacks)
+    history = model.fit(train, validation_data=val, epochs=epochs, verbose=0, callbacks=callbacks, shuffle=False)
     fit_seconds = time.perf_counter() - start
     logs = history.history
     return TrainResult(

@@ -1,0 +1,191 @@
+"""`python -m membed`: list strategies, reproduce the Keras example, train any pair.
+
+Errors are one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Sequence
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line, exit code 2."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m membed", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    listing = commands.add_parser("strategies", help="every registered strategy and its options")
+    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    def data_args(sub):
+        sub.add_argument("--dataset", required=True,
+                         help="ml-100k, ml-1m, ml-latest-small, ml-20m, ml-25m (train also: synthetic)")
+        sub.add_argument("--epochs", type=int, default=3)
+        sub.add_argument("--dim", type=int, default=64)
+        sub.add_argument("--batch-size", type=int, default=128)
+        sub.add_argument("--seed", type=int, default=42)
+        sub.add_argument("--data-dir", default=None, help="folder holding extracted ml-* folders")
+        sub.add_argument("--no-download", action="store_true", help="never download a missing dataset")
+        sub.add_argument("--jit", action="store_true", help="compile the train step with XLA")
+        sub.add_argument("--json", action="store_true", help="print one JSON object")
+        sub.add_argument("--dry-run", action="store_true", help="build the models and print parameters only")
+
+    reproduce = commands.add_parser("reproduce", help="the Keras example's experiment on a MovieLens variant")
+    data_args(reproduce)
+
+    train = commands.add_parser("train", help="train the rating model with any pair of strategies")
+    data_args(train)
+    train.add_argument("--user", required=True, help="STRATEGY[:key=value,...] for users")
+    train.add_argument("--item", required=True, help="STRATEGY[:key=value,...] for items")
+    synthetic = train.add_argument_group("synthetic dataset")
+    synthetic.add_argument("--num-users", type=int, default=10_000)
+    synthetic.add_argument("--num-items", type=int, default=5_000)
+    synthetic.add_argument("--num-ratings", type=int, default=200_000)
+    synthetic.add_argument("--rank", type=int, default=8)
+    synthetic.add_argument("--noise-sigma", type=float, default=0.3)
+    return parser
+
+
+def _load(args):
+    from membed import data
+
+    if args.dataset == "synthetic" and args.command == "train":
+        return data.planted_ratings(args.num_users, args.num_items, args.num_ratings, rank=args.rank,
+                                    noise_sigma=args.noise_sigma, seed=args.seed)
+    if args.dataset not in data.MOVIELENS:
+        valid = ", ".join(data.MOVIELENS) + (", synthetic" if args.command == "train" else "")
+        raise CliError(f"Unknown dataset {args.dataset!r}. Use one of: {valid}.")
+    return data.load_movielens(args.dataset, data_dir=args.data_dir, download=not args.no_download)
+
+
+def _strategies_command(args) -> int:
+    from membed import strategies
+
+    rows = [
+        {
+            "name": name,
+            "description": strategies.get(name).summary,
+            "needs_counts": strategies.get(name).needs_counts,
+            "options": {key: {"default": opt.default, "help": opt.help}
+                        for key, opt in strategies.get(name).options.items()},
+        }
+        for name in strategies.names()
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="membed strategies")
+    table.add_column("name", style="bold")
+    table.add_column("description")
+    table.add_column("options (default)")
+    for row in rows:
+        options = ", ".join(f"{k}={v['default']}" for k, v in row["options"].items())
+        table.add_row(row["name"], row["description"], options or "-")
+    Console().print(table)
+    return 0
+
+
+def _run_pairs(args, pairs) -> dict:
+    """Builds (and unless --dry-run, trains) each (label, Pair) on the dataset."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from membed import data as data_module
+    from membed.model import pair_model
+    from membed.train import set_seed, train_model
+
+    ratings = _load(args)
+    train_idx, val_idx = data_module.random_split(len(ratings), 0.85, seed=args.seed)
+    models = []
+    console = Console(stderr=True, quiet=args.json)
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("epoch {task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=console, disable=args.dry_run or args.json) as progress:
+        for label, pair in pairs:
+            set_seed(args.seed)
+            model = pair_model(ratings, pair.user, pair.item, dim=args.dim,
+                               user_options=pair.user_options, item_options=pair.item_options)
+            entry = {"name": label, "user": pair.user, "item": pair.item, "params": int(model.count_params())}
+            if not args.dry_run:
+                result = train_model(model, ratings, train_idx, val_idx, epochs=args.epochs,
+                                     batch_size=args.batch_size, seed=args.seed, jit_compile=args.jit,
+                                     progress=progress)
+                entry.update(val_mse=result.val_mse, val_mae=result.val_mae, val_rmse=result.val_rmse,
+                             train_mse=result.train_mse, fit_seconds=round(result.fit_seconds, 3))
+            models.append(entry)
+    return {"dataset": ratings.name, "num_users": ratings.num_users, "num_items": ratings.num_items,
+            "num_ratings": len(ratings), "epochs": None if args.dry_run else args.epochs, "models": models}
+
+
+def _print_result(result: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{result['dataset']}: {result['num_users']} users, {result['num_items']} items, "
+                        f"{result['num_ratings']} ratings")
+    for column in ("model", "users", "items", "params", "val MSE per epoch", "val MAE (last)", "fit s"):
+        table.add_column(column)
+    for m in result["models"]:
+        per_epoch = " ".join(f"{v:.4f}" for v in m.get("val_mse", [])) or "-"
+        mae = f"{m['val_mae'][-1]:.4f}" if m.get("val_mae") else "-"
+        table.add_row(m["name"], m["user"], m["item"], f"{m['params']:,}", per_epoch, mae,
+                      str(m.get("fit_seconds", "-")))
+    Console().print(table)
+
+
+def _reproduce_command(args) -> int:
+    from membed.presets import BASELINE, EXAMPLE
+
+    result = _run_pairs(args, [("baseline", BASELINE), ("memory_efficient", EXAMPLE)])
+    _print_result(result, args.json)
+    return 0
+
+
+def _train_command(args) -> int:
+    from membed import strategies
+    from membed.presets import Pair
+
+    user, user_options = strategies.parse_spec(args.user)
+    item, item_options = strategies.parse_spec(args.item)
+    pair = Pair("custom", user, item, strategies.registry.resolve_options(user, user_options),
+                strategies.registry.resolve_options(item, item_options))
+    result = _run_pairs(args, [(pair.strategy, pair)])
+    _print_result(result, args.json)
+    return 0
+
+
+COMMANDS = {"strategies": _strategies_command, "reproduce": _reproduce_command, "train": _train_command}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if getattr(args, "epochs", 1) < 1:
+        print(f"error: invalid --epochs: {args.epochs}. It must be >= 1.", file=sys.stderr)
+        return EXIT_USAGE
+    from membed.data import DataError, DatasetUnavailable
+
+    try:
+        return COMMANDS[args.command](args)
+    except (CliError, ValueError, DataError, DatasetUnavailable) as error:
+        message = " ".join(str(error).split())
+        print(f"error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
