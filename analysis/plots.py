@@ -1,0 +1,197 @@
+"""PNG plots of a result frame, drawn with matplotlib's Agg canvas (no display needed).
+
+Three figures, each skipped when the run has no data for it:
+
+- `memory_vs_vocab.png`: params and measured peak memory against vocab size,
+  log-log, one line per strategy; rows with `projected` true are dashed.
+- `mse_vs_memory.png`: val MSE against parameter memory, one panel per
+  vocabulary, the Pareto front joined and ringed.
+- `lookup_latency.png`: gather_ratio bars per strategy (one bar per vocab size),
+  for the lookup and train_step suites.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import LogLocator
+
+from analysis.frames import MIB, ok_rows, pareto_front
+
+MEMORY_PANELS = (
+    ("params", "params", 1.0),
+    ("peak_alloc_bytes_lookup", "peak alloc MiB, lookup", 1 / MIB),
+    ("peak_rss_bytes_lookup", "peak RSS MiB, lookup", 1 / MIB),
+    ("peak_alloc_bytes_train", "peak alloc MiB, train", 1 / MIB),
+    ("peak_rss_bytes_train", "peak RSS MiB, train", 1 / MIB),
+)
+DPI = 110
+
+
+def strategy_colors(strategies: list[str]) -> dict[str, tuple]:
+    """One stable colour per strategy name, the same in every figure."""
+    palette = colormaps["tab20" if len(strategies) > 10 else "tab10"]
+    return {name: palette(i % palette.N) for i, name in enumerate(sorted(strategies))}
+
+
+def _save(figure: Figure, path: Path) -> Path:
+    FigureCanvasAgg(figure)
+    # Constrained layout already fits the labels; bbox_inches="tight" would draw everything a second time.
+    figure.savefig(path, dpi=DPI)
+    return path
+
+
+def _log_axes(axis, x: bool = True, y: bool = True) -> None:
+    """Log scales with minor ticks at 2 and 5 only: the full set of eight per decade crowds the axes
+    and dominates the drawing time, while 2 and 5 still label a range shorter than a decade."""
+    for enabled, scale, target in ((x, axis.set_xscale, axis.xaxis), (y, axis.set_yscale, axis.yaxis)):
+        if enabled:
+            scale("log")
+            target.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+
+
+def _grid(count: int, cell: tuple[float, float] = (5.0, 3.8)) -> tuple[Figure, list]:
+    columns = min(3, count)
+    rows = math.ceil(count / columns)
+    figure = Figure(figsize=(cell[0] * columns, cell[1] * rows), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False).ravel().tolist()
+    for extra in axes[count:]:
+        extra.set_visible(False)
+    return figure, axes[:count]
+
+
+def plot_memory_vs_vocab(frame: pd.DataFrame, path: Path) -> Path | None:
+    """Params and peak memory vs vocab size, log-log; returns the path, or None without data."""
+    rows = ok_rows(frame[frame["suite"] == "memory"]).dropna(subset=["vocab_size"])
+    panels = [p for p in MEMORY_PANELS if rows[p[0]].notna().any()]
+    if rows.empty or not panels:
+        return None
+    colors = strategy_colors(list(rows["strategy"].dropna().unique()))
+    several_vocabs = rows["vocab"].nunique() > 1
+    figure, axes = _grid(len(panels))
+    for axis, (column, label, scale) in zip(axes, panels, strict=True):
+        for (strategy, vocab), group in rows.groupby(["strategy", "vocab"], sort=True):
+            group = group.dropna(subset=[column]).sort_values("vocab_size")
+            if group.empty:
+                continue
+            name = f"{strategy} ({vocab})" if several_vocabs else strategy
+            measured, projected = group[~group["projected"]], group[group["projected"]]
+            x, y = measured["vocab_size"], measured[column] * scale
+            axis.plot(x, y, "-o", color=colors[strategy], label=name, markersize=4)
+            if len(projected):
+                # Join the last measured point to the projections so the dashed part reads as a continuation.
+                bridge = pd.concat([measured.tail(1), projected])
+                axis.plot(
+                    bridge["vocab_size"],
+                    bridge[column] * scale,
+                    "--o",
+                    color=colors[strategy],
+                    markersize=4,
+                    markerfacecolor="none",
+                    label=None if len(measured) else f"{name} (projected)",
+                )
+        _log_axes(axis)
+        axis.set_xlabel("vocab size")
+        axis.set_ylabel(label)
+        axis.set_title(f"{label} vs vocab size")
+        axis.grid(True, which="major", alpha=0.3)
+    axes[0].legend(fontsize="small")
+    if rows["projected"].any():
+        figure.suptitle("dashed, hollow markers: projected from cost formulas, not measured", fontsize="small")
+    return _save(figure, path)
+
+
+def plot_mse_vs_memory(frame: pd.DataFrame, path: Path) -> Path | None:
+    """Val MSE vs parameter memory per vocabulary, Pareto front marked; None without data."""
+    rows = ok_rows(frame[frame["suite"] == "accuracy"]).dropna(subset=["param_bytes", "val_mse"])
+    if rows.empty:
+        return None
+    colors = strategy_colors(list(rows["strategy"].dropna().unique()))
+    groups = list(rows.groupby(["vocab", "vocab_size"], sort=True))
+    figure, axes = _grid(len(groups))
+    front = pareto_front(rows)
+    for axis, ((vocab, vocab_size), group) in zip(axes, groups, strict=True):
+        for strategy, points in group.groupby("strategy", sort=True):
+            axis.scatter(points["param_bytes"] / MIB, points["val_mse"], color=colors[strategy], label=strategy, s=22)
+        best = front[(front["vocab"] == vocab) & (front["vocab_size"] == vocab_size)].sort_values("param_bytes")
+        axis.step(best["param_bytes"] / MIB, best["val_mse"], where="post", color="black", linewidth=1, alpha=0.6)
+        axis.scatter(
+            best["param_bytes"] / MIB,
+            best["val_mse"],
+            facecolors="none",
+            edgecolors="black",
+            s=90,
+            label="Pareto front",
+        )
+        for _, point in best.iterrows():
+            text = point["strategy"] + (f" {point['preset']}" if isinstance(point["preset"], str) else "")
+            axis.annotate(
+                text,
+                (point["param_bytes"] / MIB, point["val_mse"]),
+                fontsize="x-small",
+                xytext=(4, 4),
+                textcoords="offset points",
+            )
+        _log_axes(axis, y=False)
+        axis.set_xlabel("parameter MiB")
+        axis.set_ylabel("val MSE")
+        axis.set_title(f"{vocab} ({int(vocab_size):,} ids)")
+        axis.grid(True, alpha=0.3)
+        axis.legend(fontsize="x-small")
+    return _save(figure, path)
+
+
+def plot_lookup_latency(frame: pd.DataFrame, path: Path) -> Path | None:
+    """gather_ratio bars per strategy, one bar per vocab size, per latency suite; None without data."""
+    suites = [s for s in ("lookup", "train_step") if ok_rows(frame[frame["suite"] == s])["gather_ratio"].notna().any()]
+    if not suites:
+        return None
+    figure, axes = _grid(len(suites), cell=(7.0, 4.0))
+    for axis, suite in zip(axes, suites, strict=True):
+        rows = ok_rows(frame[frame["suite"] == suite]).dropna(subset=["gather_ratio"])
+        table = rows.pivot_table(
+            index="strategy", columns=["vocab", "vocab_size"], values="gather_ratio", aggfunc="median"
+        )
+        positions = np.arange(len(table.index))
+        width = 0.8 / max(1, len(table.columns))
+        for i, (vocab, vocab_size) in enumerate(table.columns):
+            axis.bar(
+                positions + i * width - 0.4 + width / 2,
+                table[(vocab, vocab_size)].to_numpy(),
+                width,
+                label=f"{vocab} {int(vocab_size):,}",
+            )
+        axis.axhline(1.0, color="black", linestyle=":", linewidth=1)
+        axis.set_xticks(positions, table.index, rotation=30, ha="right")
+        axis.set_ylabel("median / bare tf.gather median")
+        axis.set_title(f"{suite}: gather_ratio (1 = bare gather)")
+        axis.legend(fontsize="x-small")
+        axis.grid(True, axis="y", alpha=0.3)
+    return _save(figure, path)
+
+
+def write_plots(frame: pd.DataFrame, out_dir: str | Path) -> list[Path]:
+    """Writes every plot that has data into `out_dir`; returns the paths written.
+
+    Args:
+        frame: the tidy frame of `analysis.load.load_results`.
+        out_dir: folder for the PNGs (created if needed).
+
+    Example:
+        >>> [p.name for p in write_plots(frame, "out")]  # doctest: +SKIP
+        ['memory_vs_vocab.png', 'mse_vs_memory.png', 'lookup_latency.png']
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = [
+        plot_memory_vs_vocab(frame, out_dir / "memory_vs_vocab.png"),
+        plot_mse_vs_memory(frame, out_dir / "mse_vs_memory.png"),
+        plot_lookup_latency(frame, out_dir / "lookup_latency.png"),
+    ]
+    return [p for p in written if p is not None]

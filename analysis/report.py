@@ -1,0 +1,214 @@
+"""`python -m analysis.report`: tables, plots, run-to-run comparison and the regression gate.
+
+Loads the result files once into a tidy frame (`analysis.load`), derives the
+tables (`analysis.frames`) and hands them to one renderer (`analysis.render`).
+Exit codes: 0 fine, 1 the gate found a regression, 2 unusable input (one line
+on stderr).
+
+Example:
+    python -m analysis.report                                   # newest run under .benchmarks/
+    python -m analysis.report out.json --format markdown --out reports/latest
+    python -m analysis.report --compare old.json new.json
+    python -m analysis.report out.json --check reports/baseline.json
+    python -m analysis.report out.json --update-baseline        # rewrites reports/baseline.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from analysis import frames, gate, render
+from analysis.frames import Table
+from analysis.load import ResultError, latest_run, load_results
+
+GATE_FLAGS = {
+    "params_growth": "parameters a case may gain (default 0)",
+    "bytes_growth": "bytes param_bytes / index_bytes may gain (default 0)",
+    "peak_mem_rel": "relative peak-memory growth that fails, with --peak-mem-abs-mib (default 0.10)",
+    "peak_mem_abs_mib": "absolute peak-memory growth in MiB that fails, with --peak-mem-rel (default 1.0)",
+    "gather_ratio_rel": "relative gather_ratio growth that fails (default 0.30)",
+    "val_mse_abs": "absolute final val MSE growth that fails (default 0.01)",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line; gate flags default to None so that pyproject values show through."""
+    parser = argparse.ArgumentParser(
+        prog="python -m analysis.report",
+        description="Report, compare and gate membed benchmark results (pytest-benchmark JSON).",
+    )
+    parser.add_argument(
+        "results", nargs="*", metavar="RESULT.json", help="result files (default: newest run under --storage)"
+    )
+    parser.add_argument("--storage", default=".benchmarks", metavar="DIR", help="pytest-benchmark storage folder")
+    parser.add_argument("--format", choices=render.FORMATS, default="rich", help="output format on stdout")
+    parser.add_argument("--out", metavar="DIR", help="also write DIR/report.md and PNG plots")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--compare", nargs=2, metavar=("OLD.json", "NEW.json"), help="tables of deltas, old vs new")
+    mode.add_argument("--check", metavar="BASELINE.json", help="gate the result against a baseline or result file")
+    mode.add_argument(
+        "--update-baseline",
+        nargs="?",
+        const=str(gate.DEFAULT_BASELINE),
+        metavar="PATH",
+        help=f"rewrite the baseline from the result (default {gate.DEFAULT_BASELINE}); put RESULT.json first",
+    )
+    rules = parser.add_argument_group("gate rules (override [tool.membed.gate] in ./pyproject.toml)")
+    for name, text in GATE_FLAGS.items():
+        rules.add_argument(f"--{name.replace('_', '-')}", dest=name, type=float, default=None, help=text)
+    rules.add_argument(
+        "--missing-fails",
+        dest="missing_fails",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="whether a baseline case missing or failed in the result fails (default yes)",
+    )
+    return parser
+
+
+def gate_rules(args: argparse.Namespace) -> gate.GateRules:
+    """Defaults, then ./pyproject.toml's [tool.membed.gate], then the flags given."""
+    rules = gate.rules_from_pyproject(Path.cwd() / "pyproject.toml")
+    flags = {name: getattr(args, name) for name in (*GATE_FLAGS, "missing_fails") if getattr(args, name) is not None}
+    return gate.GateRules.from_mapping(flags, "command line", rules)
+
+
+def load_inputs(args: argparse.Namespace) -> tuple[pd.DataFrame, list[str]]:
+    """The result frame and the files it came from (the newest saved run when none are named)."""
+    paths = list(args.results) or [str(latest_run(args.storage))]
+    return load_results(paths), paths
+
+
+def write_out(out_dir: str, frame: pd.DataFrame, tables: Sequence[Table], title: str, summary: str = "") -> None:
+    """Writes `out_dir`/report.md and the plots of `frame` next to it."""
+    from analysis.plots import write_plots  # matplotlib loads only when plots are asked for
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    images = [p.name for p in write_plots(frame, out)]
+    (out / "report.md").write_text(render.render_markdown(tables, title, summary, images), encoding="utf-8")
+
+
+def run_report(args: argparse.Namespace) -> int:
+    frame, paths = load_inputs(args)
+    tables = frames.report_tables(frame)
+    summary = f"{len(frame)} cases from {', '.join(paths)}; " + ", ".join(
+        f"{count} {status}" for status, count in frame["status"].value_counts().sort_index().items()
+    )
+    render.render(args.format, tables, frames.with_baseline_mse(frame), sys.stdout, summary=summary)
+    if args.out:
+        write_out(args.out, frame, tables, "membed benchmark report", summary)
+    return 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    if args.results:
+        raise ResultError("--compare takes exactly its two files; drop the other RESULT.json arguments.")
+    old_path, new_path = args.compare
+    old, new = load_results([old_path]), load_results([new_path])
+    long = frames.compare_frame(old, new)
+    tables = frames.compare_tables(long)
+    summary = f"old: {old_path} ({len(old)} cases); new: {new_path} ({len(new)} cases)"
+    title = "membed benchmark comparison"
+    render.render(args.format, tables, long, sys.stdout, title, summary)
+    if args.out:
+        write_out(args.out, new, tables, title, summary + ". Plots show the new run.")
+    return 0
+
+
+def gate_tables(outcome: gate.GateOutcome, rules: gate.GateRules) -> list[Table]:
+    """The regression and improvement tables of a gate outcome (empty ones left out)."""
+    limits = ", ".join(
+        f"{k}={v:g}" if not isinstance(v, bool) else f"{k}={str(v).lower()}" for k, v in vars(rules).items()
+    )
+    tables = []
+    if len(outcome.regressions):
+        tables.append(Table(f"Regressions ({len(outcome.regressions)})", outcome.regressions, f"rules: {limits}"))
+    if len(outcome.improvements):
+        tables.append(Table(f"Improvements ({len(outcome.improvements)})", outcome.improvements))
+    if len(outcome.missing) and not rules.missing_fails:
+        tables.append(
+            Table(f"Missing or failed, allowed by missing_fails=false ({len(outcome.missing)})", outcome.missing)
+        )
+    return tables
+
+
+def run_check(args: argparse.Namespace) -> int:
+    rules = gate_rules(args)
+    frame, paths = load_inputs(args)
+    outcome = gate.check(frame, gate.load_baseline(args.check), rules, args.check)
+    verdict = "passed" if outcome.passed else "FAILED"
+    summary = (
+        f"gate {verdict}: {len(outcome.regressions)} regressions, {len(outcome.improvements)} improvements; "
+        f"{outcome.compared} cases of {', '.join(paths)} compared with {args.check}"
+        + (f"; {len(outcome.new_cases)} cases not in the baseline" if outcome.new_cases else "")
+        + "."
+    )
+    tables = gate_tables(outcome, rules)
+    findings = pd.concat(
+        [outcome.regressions.assign(kind="regression"), outcome.improvements.assign(kind="improvement")],
+        ignore_index=True,
+    )
+    render.render(args.format, tables, findings, sys.stdout, "membed regression gate", summary)
+    if args.out:
+        write_out(args.out, frame, [*tables, *frames.report_tables(frame)], "membed benchmark report", summary)
+    return 0 if outcome.passed else 1
+
+
+def run_update_baseline(args: argparse.Namespace) -> int:
+    target = Path(args.update_baseline)
+    # `--update-baseline out.json` parses out.json as the baseline PATH; never overwrite a result file.
+    if target.is_file():
+        try:
+            existing = json.loads(target.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            existing = None
+        if isinstance(existing, dict) and "benchmarks" in existing:
+            raise ResultError(
+                f"{target} is a benchmark result, not a baseline; write `RESULT.json --update-baseline [PATH]`."
+            )
+    frame, paths = load_inputs(args)
+    left_out = int((frame["status"] != "ok").sum())
+    if left_out == len(frame):
+        raise ResultError(f"{', '.join(paths)}: no ok case to write into a baseline.")
+    count = gate.write_baseline(frame, args.update_baseline)
+    print(f"Wrote {args.update_baseline}: {count} cases from {', '.join(paths)} ({left_out} not-ok cases left out).")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the command line; returns the exit code instead of exiting, so tests can call it.
+
+    Args:
+        argv: arguments without the program name (default: sys.argv[1:]).
+
+    Example:
+        >>> main(["tests/fixtures/result_small.json", "--format", "markdown"])  # doctest: +SKIP
+        0
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # argparse has already printed its one-line usage error
+        return int(exit_.code or 0)
+    try:
+        if args.compare:
+            return run_compare(args)
+        if args.check:
+            return run_check(args)
+        if args.update_baseline:
+            return run_update_baseline(args)
+        return run_report(args)
+    except ResultError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

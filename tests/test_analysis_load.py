@@ -1,0 +1,230 @@
+"""Loader (analysis.load) and the pure table helpers (analysis.frames) on the hand-made fixture."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import frames
+from analysis.load import EXTRA_COLUMNS, ResultError, latest_run, load_results, read_result
+
+FIXTURE = Path(__file__).parent / "fixtures" / "result_small.json"
+
+
+@pytest.fixture(scope="module")
+def raw() -> dict:
+    return json.loads(FIXTURE.read_text())
+
+
+@pytest.fixture(scope="module")
+def frame() -> pd.DataFrame:
+    return load_results([FIXTURE])
+
+
+def entry(raw: dict, case: str) -> dict:
+    return next(b for b in raw["benchmarks"] if b["extra_info"]["case"] == case)
+
+
+def row(frame: pd.DataFrame, case: str) -> pd.Series:
+    matches = frame[frame["case"] == case]
+    assert len(matches) == 1, case
+    return matches.iloc[0]
+
+
+# --- loader ---------------------------------------------------------------
+
+
+def test_one_row_per_case_including_not_run(raw, frame):
+    assert len(frame) == len(raw["benchmarks"]) + len(raw["membed"]["not_run"])
+    assert frame["case"].is_unique
+    assert set(frame["suite"]) == {"memory", "lookup", "gather", "train_step", "accuracy"}
+    for column in (*EXTRA_COLUMNS, "median_s", "mean_s", "p95_s", "p95_source", "rounds", "name", "source"):
+        assert column in frame.columns, column
+    assert set(frame["source"]) == {str(FIXTURE)}
+    assert set(frame["profile"]) == {"quick"}
+
+
+def test_extra_info_is_flattened_with_numbers_as_floats(raw, frame):
+    case = "memory/qr/synthetic-zipf/100000/32"
+    got, want = row(frame, case), entry(raw, case)
+    assert got["params"] == want["extra_info"]["params"]
+    assert got["peak_rss_bytes_train"] == want["extra_info"]["peak_rss_bytes_train"]
+    assert got["median_s"] == want["stats"]["median"] and got["mean_s"] == want["stats"]["mean"]
+    assert got["rounds"] == want["stats"]["rounds"]
+    assert frame["params"].dtype == np.float64 and frame["gather_ratio"].dtype == np.float64
+    accuracy = row(frame, "accuracy/qr/ml-100k/5x")
+    assert accuracy["val_mse_per_epoch"] == [1.12, 0.97, 0.92]
+    assert accuracy["options"] == {"num_buckets": 120}
+
+
+def test_p95_prefers_data_then_extra_info_then_max(raw, frame):
+    with_data = entry(raw, "lookup/hash/synthetic-zipf/1000/32")
+    got = row(frame, "lookup/hash/synthetic-zipf/1000/32")
+    assert got["p95_source"] == "data"
+    assert got["p95_s"] == pytest.approx(np.percentile(with_data["stats"]["data"], 95))
+    from_suite = row(frame, "lookup/qr/synthetic-zipf/1000/32")
+    assert from_suite["p95_source"] == "extra_info"
+    assert from_suite["p95_s"] == entry(raw, "lookup/qr/synthetic-zipf/1000/32")["extra_info"]["p95_seconds"]
+    fallback = row(frame, "lookup/full/synthetic-zipf/1000/32")
+    assert fallback["p95_source"] == "max"
+    assert fallback["p95_s"] == entry(raw, "lookup/full/synthetic-zipf/1000/32")["stats"]["max"]
+
+
+def test_failed_and_skipped_cases_keep_their_reason_and_no_stats(frame):
+    failed = row(frame, "lookup/mixed_dim/synthetic-zipf/1000000/32")
+    assert failed["status"] == "failed" and "OOM" in failed["reason"]
+    assert np.isnan(failed["median_s"]) and np.isnan(failed["p95_s"])
+    skipped = row(frame, "accuracy/mixed_dim/ml-1m/5x")
+    assert skipped["status"] == "skipped" and "ml-1m" in skipped["reason"]
+    assert skipped["suite"] == "accuracy" and skipped["preset"] == "5x"
+
+
+def test_projected_flag_defaults_to_false(frame):
+    assert frame["projected"].dtype == bool
+    assert sorted(frame.loc[frame["projected"], "case"]) == [
+        "memory/full/synthetic-zipf/10000000/32",
+        "memory/qr/synthetic-zipf/10000000/32",
+    ]
+
+
+def test_several_files_are_concatenated(tmp_path, raw):
+    copy = tmp_path / "copy.json"
+    copy.write_text(json.dumps(raw))
+    both = load_results([FIXTURE, copy])
+    assert len(both) == 2 * (len(raw["benchmarks"]) + len(raw["membed"]["not_run"]))
+    assert set(both["source"]) == {str(FIXTURE), str(copy)}
+
+
+def test_latest_run_is_the_newest_file_anywhere_under_storage(tmp_path):
+    older = tmp_path / ".benchmarks" / "Linux-CPython-3.11-64bit" / "0001_old.json"
+    newer = tmp_path / ".benchmarks" / "other-machine" / "0001_new.json"
+    for path, mtime in ((older, 2_000_000_000), (newer, 2_000_000_100)):
+        path.parent.mkdir(parents=True)
+        path.write_text("{}")
+        os.utime(path, (mtime, mtime))
+    assert latest_run(tmp_path / ".benchmarks") == newer
+    with pytest.raises(ResultError, match="no saved run"):
+        latest_run(tmp_path / "empty")
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "no such file"),
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "expected a JSON object"),
+        ('{"machine_info": {}}', "no `benchmarks` list"),
+        ('{"benchmarks": [], "membed": {"schema_version": 2}}', "incompatible schema_version 2"),
+    ],
+)
+def test_unusable_files_raise_one_line_errors(tmp_path, content, message):
+    path = tmp_path / "result.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(ResultError, match=message) as info:
+        read_result(path)
+    assert "\n" not in str(info.value) and str(path) in str(info.value)
+
+
+def test_an_entry_with_an_unknown_schema_version_is_rejected(tmp_path, raw):
+    doctored = json.loads(json.dumps(raw))
+    doctored["benchmarks"][0]["extra_info"]["schema_version"] = 7
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps(doctored))
+    with pytest.raises(ResultError, match="incompatible schema_version 7"):
+        load_results([path])
+
+
+# --- frames: pure helpers ------------------------------------------------------
+
+
+def test_mse_vs_full_uses_the_full_baseline_of_the_same_vocab(frame):
+    derived = frames.with_baseline_mse(frame)
+    qr = row(derived, "accuracy/qr/ml-100k/5x")
+    assert qr["full_val_mse"] == pytest.approx(0.90)
+    assert qr["mse_vs_full"] == pytest.approx(0.02)
+    assert qr["mse_vs_full_pct"] == pytest.approx(100 * 0.02 / 0.90)
+    planted = row(derived, "accuracy/qr/synthetic-planted/5x")
+    assert planted["full_val_mse"] == pytest.approx(0.27)
+    assert np.isnan(row(derived, "accuracy/mixed_dim/ml-1m/5x")["mse_vs_full"])  # no baseline on ml-1m
+    assert np.isnan(row(derived, "memory/qr/synthetic-zipf/1000/32")["mse_vs_full"])
+
+
+def test_pareto_front_keeps_only_undominated_rows_per_group():
+    data = pd.DataFrame(
+        {
+            "vocab": ["a"] * 6 + ["b"] * 2,
+            "vocab_size": [10] * 6 + [20] * 2,
+            "name": ["cheap", "mid", "dominated", "same-cost-worse", "twin", "no-mse", "b1", "b2"],
+            "param_bytes": [1, 2, 3, 2, 1, 0.5, 5, 4],
+            "val_mse": [3.0, 1.0, 2.0, 1.5, 3.0, np.nan, 1.0, 2.0],
+        }
+    )
+    front = frames.pareto_front(data)
+    assert front["name"].tolist() == ["cheap", "twin", "mid", "b2", "b1"]
+
+
+def test_pareto_table_on_the_fixture(frame):
+    table = frames.pareto_table(frames.with_baseline_mse(frame)).frame
+    ml = table[table["vocab"] == "ml-100k"]
+    assert list(zip(ml["strategy"], ml["preset"], strict=True)) == [
+        ("qr", "100x"),
+        ("qr", "20x"),
+        ("qr", "5x"),
+        ("full", "baseline"),
+    ]
+    assert (ml["val MSE"].diff().dropna() < 0).all()  # a front gets better as it gets bigger
+
+
+def test_example_table_picks_the_best_cheaper_strategies(frame):
+    table = frames.example_table(frames.with_baseline_mse(frame), best=2).frame
+    assert table["role"].tolist()[:2] == ["baseline", "example"]
+    best = table.iloc[2:]
+    # qr 20x and mixed_dim 20x have fewer params than the example pair (9000) and the lowest MSE;
+    # qr 5x is better but bigger than the example, so it is not eligible.
+    assert best["strategy"].tolist() == ["qr", "mixed_dim"]
+    assert (best["params"] < 9000).all()
+    example = table[table["role"] == "example"].iloc[0]
+    assert example["params / baseline"] == pytest.approx(9000 / 84000)
+    assert example["val MSE per epoch"] == "1.2, 1.02, 0.97"
+
+
+def test_suite_tables_keep_failed_and_skipped_rows(frame):
+    tables = {t.title.split()[1]: t for t in frames.report_tables(frame)}
+    lookup = tables["lookup"].frame
+    failed = lookup[lookup["status"] == "failed"]
+    assert len(failed) == 1 and "OOM" in failed["reason"].iloc[0]
+    accuracy = tables["accuracy"].frame
+    assert accuracy.loc[accuracy["status"] == "skipped", "vocab"].tolist() == ["ml-1m"]
+    memory = tables["memory"].frame
+    assert "projected" in memory and "status" not in memory  # nothing failed there
+    assert memory.groupby("vocab_size")["strategy"].first().eq("full").all()  # baseline leads each group
+
+
+def test_deltas_are_long_with_percent_of_old():
+    old = pd.DataFrame({"case": ["a", "b", "gone"], "x": [2.0, 0.0, 1.0], "y": [np.nan, 1.0, 1.0]})
+    new = pd.DataFrame({"case": ["a", "b", "added"], "x": [3.0, 1.0, 5.0], "y": [np.nan, 0.5, 1.0]})
+    long = frames.deltas(old, new, ["case"], ["x", "y"]).set_index(["case", "metric"])
+    assert long.loc[("a", "x"), ["old", "new", "delta", "delta %"]].tolist() == [2.0, 3.0, 1.0, 50.0]
+    assert np.isnan(long.loc[("b", "x"), "delta %"])  # relative to 0 is undefined
+    assert long.loc[("b", "y"), "delta %"] == -50.0
+    assert ("a", "y") not in long.index  # neither side has it
+    assert np.isnan(long.loc[("gone", "x"), "new"]) and np.isnan(long.loc[("added", "x"), "old"])
+
+
+def test_compare_frame_shows_metric_changes_and_status_changes(frame):
+    new = frame.copy()
+    new.loc[new["case"] == "memory/qr/synthetic-zipf/1000/32", "params"] += 10
+    new = new[new["case"] != "train_step/qr/synthetic-zipf/100000/32"]
+    long = frames.compare_frame(frame, new)
+    params = long[(long["case"] == "memory/qr/synthetic-zipf/1000/32") & (long["metric"] == "params")].iloc[0]
+    assert params["delta"] == 10 and params["status"] == "ok"
+    gone = long[long["case"] == "train_step/qr/synthetic-zipf/100000/32"]
+    assert set(gone["status"]) == {"ok -> missing"}
+    skipped = long[long["case"] == "accuracy/mixed_dim/ml-1m/5x"]
+    assert skipped["metric"].tolist() == ["status"] and skipped["status"].iloc[0] == "skipped"

@@ -1,0 +1,241 @@
+"""The command line (analysis.report.main): formats, --out, --compare, --check, --update-baseline, exit codes."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from analysis.report import main
+
+FIXTURE = Path(__file__).parent / "fixtures" / "result_small.json"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+ACCURACY = "accuracy/qr/ml-100k/5x"
+MEMORY = "memory/qr/synthetic-zipf/100000/32"
+
+
+@pytest.fixture(scope="module")
+def raw() -> dict:
+    return json.loads(FIXTURE.read_text())
+
+
+def write_result(path: Path, raw: dict, changes: dict[str, dict] | None = None, drop: tuple[str, ...] = ()) -> Path:
+    """Writes a copy of `raw` with extra_info `changes` per case and the `drop` cases removed."""
+    data = json.loads(json.dumps(raw))
+    data["benchmarks"] = [b for b in data["benchmarks"] if b["extra_info"]["case"] not in drop]
+    for bench in data["benchmarks"]:
+        bench["extra_info"].update((changes or {}).get(bench["extra_info"]["case"], {}))
+    path.write_text(json.dumps(data))
+    return path
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def strategies_of(raw: dict) -> set[str]:
+    return {b["extra_info"]["strategy"] for b in raw["benchmarks"]} | {n["strategy"] for n in raw["membed"]["not_run"]}
+
+
+def test_rich_output_has_a_table_per_suite_and_keeps_failures(capsys):
+    code, out, err = run(capsys, FIXTURE)
+    assert code == 0 and err == ""
+    for title in (
+        "suite: memory",
+        "suite: lookup",
+        "suite: gather",
+        "suite: train_step",
+        "suite: accuracy",
+        "The example on MovieLens",
+        "Pareto front",
+    ):
+        assert title in out
+    assert "ResourceExhaustedError" in out  # the failed lookup case
+    assert "skipped" in out and "dataset ml-1m" in out  # the not_run case, reason wrapped by rich
+
+
+def test_markdown_contains_every_strategy_of_the_input(capsys, raw):
+    code, out, _ = run(capsys, FIXTURE, "--format", "markdown")
+    assert code == 0
+    assert out.startswith("# membed benchmark report")
+    for strategy in strategies_of(raw):
+        assert f"| {strategy} " in out, strategy
+    assert "|:---" in out  # a real pipe table, not a dump
+
+
+def test_csv_is_one_row_per_case(capsys, raw):
+    code, out, _ = run(capsys, FIXTURE, "--format", "csv")
+    assert code == 0
+    frame = pd.read_csv(io.StringIO(out))
+    assert len(frame) == len(raw["benchmarks"]) + len(raw["membed"]["not_run"])
+    assert frame.loc[frame["case"] == ACCURACY, "mse_vs_full"].iloc[0] == pytest.approx(0.02)
+    assert json.loads(frame.loc[frame["case"] == ACCURACY, "val_mse_per_epoch"].iloc[0]) == [1.12, 0.97, 0.92]
+
+
+def test_json_has_the_tables_and_the_cases(capsys):
+    code, out, _ = run(capsys, FIXTURE, "--format", "json")
+    assert code == 0
+    document = json.loads(out)
+    titles = [t["title"] for t in document["tables"]]
+    assert "Pareto front: memory vs val MSE" in titles
+    pareto = next(t for t in document["tables"] if t["title"].startswith("Pareto"))
+    assert {"ml-100k", "synthetic-planted"} == {r["vocab"] for r in pareto["rows"]}
+    assert any(c["case"] == ACCURACY for c in document["cases"])
+
+
+def test_out_writes_report_md_and_png_plots(tmp_path, capsys):
+    out_dir = tmp_path / "report"
+    code, _, _ = run(capsys, FIXTURE, "--out", out_dir)
+    assert code == 0
+    report = (out_dir / "report.md").read_text()
+    assert "## suite: memory" in report
+    for name in ("memory_vs_vocab.png", "mse_vs_memory.png", "lookup_latency.png"):
+        data = (out_dir / name).read_bytes()
+        assert data.startswith(PNG_SIGNATURE) and len(data) > 1000, name
+        assert f"]({name})" in report
+
+
+def test_compare_shows_old_new_and_deltas(tmp_path, capsys, raw):
+    new = write_result(tmp_path / "new.json", raw, {MEMORY: {"params": 20356}, ACCURACY: {"val_mse": 0.82}})
+    code, out, _ = run(capsys, "--compare", FIXTURE, new, "--format", "json")
+    assert code == 0
+    tables = {t["title"]: t["rows"] for t in json.loads(out)["tables"]}
+    params = next(
+        r
+        for r in tables["compare: memory"]
+        if r["metric"] == "params" and r["vocab_size"] == 100000 and r["strategy"] == "qr"
+    )
+    assert (params["old"], params["new"], params["delta"]) == (20256, 20356, 100)
+    assert params["delta %"] == pytest.approx(100 * 100 / 20256)
+    mse = next(
+        r
+        for r in tables["compare: accuracy"]
+        if r["metric"] == "val MSE" and r["preset"] == "5x" and r["strategy"] == "qr"
+    )
+    assert mse["delta"] == pytest.approx(-0.1)
+
+    code, out, _ = run(capsys, "--compare", FIXTURE, new, "--format", "markdown")
+    assert code == 0 and "## compare: accuracy" in out
+    header = next(line for line in out.splitlines() if line.startswith("| vocab"))
+    assert [c.strip() for c in header.strip("|").split("|")][-4:] == ["old", "new", "delta", "delta %"]
+    assert "|    +100 |" in out
+
+
+def test_check_passes_on_an_identical_result(capsys):
+    code, out, _ = run(capsys, FIXTURE, "--check", FIXTURE)
+    assert code == 0
+    assert "gate passed: 0 regressions, 0 improvements" in out
+
+
+def test_check_fails_with_a_table_of_regressions_and_lists_improvements(tmp_path, capsys, raw):
+    doctored = write_result(
+        tmp_path / "doctored.json",
+        raw,
+        {MEMORY: {"params": 20257}, ACCURACY: {"val_mse": 0.99}, "accuracy/hash/ml-100k/20x": {"val_mse": 0.9}},
+        drop=("train_step/qr/synthetic-zipf/100000/32",),
+    )
+    code, out, _ = run(capsys, doctored, "--check", FIXTURE, "--format", "markdown")
+    assert code == 1
+    regressions, improvements = out.split("## Improvements")
+    assert "## Regressions (3)" in regressions
+    for case in (MEMORY, ACCURACY, "train_step/qr/synthetic-zipf/100000/32"):
+        assert case in regressions
+    assert "accuracy/hash/ml-100k/20x" in improvements and "accuracy/hash/ml-100k/20x" not in regressions
+    assert "gate FAILED: 3 regressions, 1 improvements" in out
+
+
+def make_unusable(tmp_path: Path, raw: dict, kind: str) -> tuple[list[str], str]:
+    """Arguments for one kind of unusable input, and the message expected on stderr."""
+    if kind == "missing file":
+        return [str(tmp_path / "nope.json")], "no such file"
+    if kind == "not json":
+        (tmp_path / "bad.json").write_text("{oops")
+        return [str(tmp_path / "bad.json")], "not valid JSON"
+    if kind == "not a result":
+        (tmp_path / "other.json").write_text('{"hello": "world"}')
+        return [str(tmp_path / "other.json")], "not a pytest-benchmark result (no `benchmarks` list)"
+    if kind == "no case in common":
+        renamed = json.loads(json.dumps(raw))
+        for bench in renamed["benchmarks"]:
+            bench["extra_info"]["case"] = "renamed/" + bench["extra_info"]["case"]
+        (tmp_path / "renamed.json").write_text(json.dumps(renamed))
+        return [str(tmp_path / "renamed.json"), "--check", str(FIXTURE)], "no case in common"
+    if kind == "incompatible baseline":
+        (tmp_path / "baseline.json").write_text(
+            json.dumps({"schema_version": 2, "kind": "membed-baseline", "cases": {}})
+        )
+        return [str(FIXTURE), "--check", str(tmp_path / "baseline.json")], "incompatible schema_version 2"
+    if kind == "no saved run":
+        return ["--storage", str(tmp_path / "empty")], "no saved run found"
+    raise KeyError(kind)
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["missing file", "not json", "not a result", "no case in common", "incompatible baseline", "no saved run"],
+)
+def test_unusable_input_exits_2_with_one_line(tmp_path, capsys, raw, kind):
+    argv, message = make_unusable(tmp_path, raw, kind)
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert message in err
+    assert err.count("\n") == 1 and err.startswith("error: ")
+    assert out == ""
+
+
+def test_update_baseline_round_trip(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run(capsys, FIXTURE, "--update-baseline")
+    assert code == 0 and "reports/baseline.json" in out
+    written = tmp_path / "reports" / "baseline.json"
+    assert json.loads(written.read_text())["kind"] == "membed-baseline"
+    code, out, _ = run(capsys, FIXTURE, "--check", written)
+    assert code == 0 and "0 regressions, 0 improvements" in out
+
+    explicit = tmp_path / "elsewhere.json"
+    assert run(capsys, FIXTURE, "--update-baseline", explicit)[0] == 0
+    assert explicit.read_text() == written.read_text()
+
+
+def test_pyproject_gate_table_is_honoured_and_flags_win(tmp_path, capsys, monkeypatch, raw):
+    worse = write_result(tmp_path / "worse.json", raw, {ACCURACY: {"val_mse": 0.97}})  # +0.05
+    monkeypatch.chdir(tmp_path)
+    assert run(capsys, worse, "--check", FIXTURE)[0] == 1
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n\n[tool.membed.gate]\nval_mse_abs = 0.1\n')
+    code, out, _ = run(capsys, worse, "--check", FIXTURE)
+    assert code == 0 and "val_mse_abs" not in out
+    assert run(capsys, worse, "--check", FIXTURE, "--val-mse-abs", "0.01")[0] == 1
+    (tmp_path / "pyproject.toml").write_text("[tool.membed.gate]\nval_mse = 0.1\n")
+    code, _, err = run(capsys, worse, "--check", FIXTURE)
+    assert code == 2 and "unknown gate key 'val_mse'" in err
+
+
+def test_no_argument_reads_the_newest_saved_run(tmp_path, capsys, monkeypatch, raw):
+    older = write_result(tmp_path / "old.json", raw)
+    storage = tmp_path / ".benchmarks" / "Linux-CPython-3.11-64bit"
+    storage.mkdir(parents=True)
+    older = older.rename(storage / "0001_old.json")
+    newer = write_result(storage / "0002_new.json", raw, drop=(MEMORY,))
+    os.utime(older, (2_000_000_000, 2_000_000_000))
+    os.utime(newer, (2_000_000_100, 2_000_000_100))
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run(capsys, "--format", "csv")
+    assert code == 0
+    frame = pd.read_csv(io.StringIO(out))
+    assert set(frame["source"]) == {str(Path(".benchmarks") / "Linux-CPython-3.11-64bit" / "0002_new.json")}
+    assert MEMORY not in set(frame["case"])
+
+
+def test_update_baseline_never_overwrites_a_result_file(tmp_path, capsys, raw, monkeypatch):
+    result = write_result(tmp_path / "out.json", raw)
+    before = result.read_text()
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "--update-baseline", result)  # RESULT.json parsed as the baseline PATH
+    assert code == 2 and "is a benchmark result, not a baseline" in err
+    assert result.read_text() == before
