@@ -105,7 +105,8 @@ def _run_pairs(args, pairs) -> dict:
 
     from membed import data as data_module
     from membed.model import pair_model
-    from membed.train import set_seed, train_model
+    from membed.presets import fit_pair
+    from membed.train import set_seed
 
     ratings = _load(args)
     train_idx, val_idx = data_module.random_split(len(ratings), 0.85, seed=args.seed)
@@ -114,14 +115,16 @@ def _run_pairs(args, pairs) -> dict:
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("epoch {task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=console, disable=args.dry_run or args.json) as progress:
         for label, pair in pairs:
-            set_seed(args.seed)
-            model = pair_model(ratings, pair.user, pair.item, dim=args.dim,
-                               user_options=pair.user_options, item_options=pair.item_options)
+            if args.dry_run:
+                set_seed(args.seed)
+                model = pair_model(ratings, pair.user, pair.item, dim=args.dim,
+                                   user_options=pair.user_options, item_options=pair.item_options)
+            else:
+                model, result = fit_pair(pair, ratings, train_idx, val_idx, dim=args.dim, epochs=args.epochs,
+                                         batch_size=args.batch_size, seed=args.seed, jit_compile=args.jit,
+                                         progress=progress)
             entry = {"name": label, "user": pair.user, "item": pair.item, "params": int(model.count_params())}
             if not args.dry_run:
-                result = train_model(model, ratings, train_idx, val_idx, epochs=args.epochs,
-                                     batch_size=args.batch_size, seed=args.seed, jit_compile=args.jit,
-                                     progress=progress)
                 entry.update(val_mse=result.val_mse, val_mae=result.val_mae, val_rmse=result.val_rmse,
                              train_mse=result.train_mse, fit_seconds=round(result.fit_seconds, 3))
             models.append(entry)

@@ -11,6 +11,8 @@ Presets:
     5x, 20x, 100x: the strategy on users and items, with the options its
         `options_for_compression` gives for about that many times fewer
         parameters than a full table of the same size.
+    A strategy may name others (`accuracy_presets`): `quantized` has `int8`,
+    `float16`, `bfloat16`, trained as `full` and converted after training.
 """
 
 from __future__ import annotations
@@ -18,9 +20,6 @@ from __future__ import annotations
 import dataclasses
 
 from membed import strategies
-
-COMPRESSIONS = (5, 20, 100)
-
 
 @dataclasses.dataclass(frozen=True)
 class Pair:
@@ -42,20 +41,19 @@ BASELINE = Pair("baseline", "full", "full")
 EXAMPLE = Pair("example", "example_qr", "example_md")
 
 
-def compression_presets(strategy: str, num_users: int, num_items: int, dim: int = 64,
-                        compressions=COMPRESSIONS) -> list[Pair]:
-    """The strategy at each compression; unreachable ones carry the reason in `error`."""
+def compression_presets(strategy: str, num_users: int, num_items: int, dim: int = 64) -> list[Pair]:
+    """The strategy's named presets; unreachable ones carry the reason in `error`."""
     cls = strategies.get(strategy)
+    user_presets = cls.accuracy_presets(num_users, dim)
+    item_presets = cls.accuracy_presets(num_items, dim)
     pairs = []
-    for compression in compressions:
-        preset = f"{compression}x"
-        try:
-            user_options = cls.options_for_compression(num_users, dim, compression)
-            item_options = cls.options_for_compression(num_items, dim, compression)
-        except ValueError as error:
-            pairs.append(Pair(preset, strategy, strategy, error=str(error)))
-            continue
-        pairs.append(Pair(preset, strategy, strategy, user_options, item_options))
+    for preset, user_options in user_presets.items():
+        item_options = item_presets[preset]
+        problem = next((p for p in (user_options, item_options) if isinstance(p, ValueError)), None)
+        if problem is not None:
+            pairs.append(Pair(preset, strategy, strategy, error=str(problem)))
+        else:
+            pairs.append(Pair(preset, strategy, strategy, user_options, item_options))
     return pairs
 
 
@@ -66,3 +64,37 @@ def accuracy_pairs(strategy: str, num_users: int, num_items: int, dim: int = 64)
     if strategy in (EXAMPLE.user, EXAMPLE.item):
         return [EXAMPLE]
     return compression_presets(strategy, num_users, num_items, dim)
+
+
+def fit_pair(pair: Pair, data, train_idx, val_idx, dim: int = 64, **train_options):
+    """Seeds, builds and trains `pair` on `data`; returns (model, TrainResult).
+
+    A strategy with `trains_as` (int8 tables) is trained as that strategy and
+    converted after training; the per-epoch lists are the float model's, and
+    the final entries are replaced by the converted model's evaluation.
+    """
+    from membed.model import pair_model, rating_model
+    from membed.train import compile_for_ratings, make_dataset, set_seed, train_model
+
+    set_seed(train_options.get("seed", 0))
+    user_cls, item_cls = strategies.get(pair.user), strategies.get(pair.item)
+    trained_user = user_cls.trains_as or pair.user
+    trained_item = item_cls.trains_as or pair.item
+    model = pair_model(data, trained_user, trained_item, dim,
+                       None if user_cls.trains_as else pair.user_options,
+                       None if item_cls.trains_as else pair.item_options)
+    result = train_model(model, data, train_idx, val_idx, **train_options)
+    if not (user_cls.trains_as or item_cls.trains_as):
+        return model, result
+    user_layer, item_layer = model.get_layer("user_embedding"), model.get_layer("item_embedding")
+    if user_cls.trains_as:
+        user_layer = user_cls.from_trained(user_layer, **pair.user_options)
+    if item_cls.trains_as:
+        item_layer = item_cls.from_trained(item_layer, **pair.item_options)
+    converted = rating_model(user_layer, item_layer)
+    compile_for_ratings(converted)
+    metrics = converted.evaluate(make_dataset(data, val_idx, 1024, shuffle=False), verbose=0, return_dict=True)
+    result.val_mse[-1], result.val_mae[-1], result.val_rmse[-1] = (
+        float(metrics["loss"]), float(metrics["mae"]), float(metrics["rmse"]))
+    result.params = int(converted.count_params())
+    return converted, result

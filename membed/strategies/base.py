@@ -101,6 +101,10 @@ class EmbeddingStrategy(keras.layers.Layer):
     summary: ClassVar[str] = ""
     options: ClassVar[dict[str, Option]] = {}
     needs_counts: ClassVar[bool] = False
+    # A strategy that cannot be trained as itself (int8 tables) names the
+    # strategy to train instead and converts with `from_trained`.
+    trains_as: ClassVar[str | None] = None
+    preset_compressions: ClassVar[tuple[int, ...]] = (5, 20, 100)
 
     def __init__(self, vocab_size: int, dim: int, check_ids: bool = True, **kwargs):
         super().__init__(**kwargs)
@@ -126,6 +130,25 @@ class EmbeddingStrategy(keras.layers.Layer):
         The accuracy suite's presets (`5x`, `20x`, `100x`) come from here.
         """
         raise ValueError(f"{cls.strategy_name}: has no compression presets.")
+
+    @classmethod
+    def accuracy_presets(cls, vocab_size: int, dim: int) -> dict[str, dict | ValueError]:
+        """Named option sets the accuracy suite trains: `5x`, `20x`, `100x` by default.
+
+        A preset the strategy cannot reach maps to the ValueError that says why.
+        """
+        presets: dict[str, dict | ValueError] = {}
+        for compression in cls.preset_compressions:
+            try:
+                presets[f"{compression}x"] = cls.options_for_compression(vocab_size, dim, compression)
+            except ValueError as error:
+                presets[f"{compression}x"] = error
+        return presets
+
+    @classmethod
+    def from_trained(cls, layer: "EmbeddingStrategy", **options) -> "EmbeddingStrategy":
+        """Converts a trained `trains_as` layer into this strategy (post-training)."""
+        raise NotImplementedError(f"{cls.strategy_name} trains as itself.")
 
     @classmethod
     def param_count(cls, vocab_size: int, dim: int, **options) -> int:
@@ -207,8 +230,13 @@ class EmbeddingStrategy(keras.layers.Layer):
         highest = tf.reduce_max(ids)
         in_range = tf.logical_and(lowest >= 0, highest < self.vocab_size)
         bad = tf.where(lowest < 0, lowest, highest)
-        message = tf.strings.format(self._range_message("{}"), bad)
-        assertion = tf.debugging.Assert(in_range, [message])
+        # Plain string constants (no StringFormat) keep the check compilable by XLA,
+        # which drops Assert ops: under jit_compile the range check is not enforced.
+        assertion = tf.debugging.Assert(
+            in_range,
+            [f"Layer {self.name} ({self.strategy_name}): out-of-range id", bad,
+             f"valid ids are 0..{self.vocab_size - 1} (vocab_size={self.vocab_size})."],
+        )
         with tf.control_dependencies([assertion]):
             return tf.identity(ids)
 

@@ -58,6 +58,7 @@ class QuantizedEmbedding(EmbeddingStrategy):
     """
 
     strategy_name = "quantized"
+    trains_as = "full"
     summary = "Full table stored as int8 + a float32 scale per row (post-training), or trainable float16/bfloat16."
     options = {
         "storage": Option(str, "int8", "int8 (post-training, not trainable) | float16 | bfloat16"),
@@ -92,6 +93,15 @@ class QuantizedEmbedding(EmbeddingStrategy):
                 f"at most {ratios['int8']:.2f}x in bytes (int8 at dim={dim})."
             )
         return {"storage": storage}
+
+    @classmethod
+    def accuracy_presets(cls, vocab_size, dim) -> dict:
+        # Trained as a float table, then stored in each format (post-training).
+        return {storage: {"storage": storage} for storage in STORAGES}
+
+    @classmethod
+    def from_trained(cls, layer, storage="int8"):
+        return cls.from_table(layer.embeddings, storage=storage, name=layer.name)
 
     @classmethod
     def from_table(cls, table, storage: str = "int8", **kwargs) -> "QuantizedEmbedding":
