@@ -1,0 +1,144 @@
+"""Double hashing: two independent hashes into two tables, rows combined."""
+
+from __future__ import annotations
+
+import math
+
+from keras import ops
+
+from membed.strategies._hashing import (
+    HashFamily,
+    TableUniform,
+    check_compression,
+    check_seed,
+    nearest_size,
+    optional_int,
+    within_reach,
+)
+from membed.strategies.base import (
+    Cost,
+    EmbeddingStrategy,
+    Option,
+    check_choice,
+    check_positive,
+)
+from membed.strategies.registry import register
+
+COMBINERS = ("sum", "concat")
+
+
+@register
+class DoubleHashEmbedding(EmbeddingStrategy):
+    """Two independent hashes of each id into two tables; the two rows are combined.
+
+    Two ids collide only if both hashes collide, so with m rows per table
+    most ids get a distinct pair of rows even when m is much smaller than
+    the vocabulary. With `combiner='sum'` both tables are `num_rows x dim`
+    and the rows are added; with `'concat'` the tables split `dim`
+    (`ceil(dim/2)` and `floor(dim/2)` columns) and the rows are joined, so
+    the output is `dim` wide either way.
+
+    Args:
+        num_rows: rows of each table, 1 <= num_rows <= vocab_size; default
+            gives about 10x compression: `round(V / 20)` for `sum`,
+            `round(V / 10)` for `concat` (at least 1).
+        combiner: `sum` or `concat` (`concat` needs dim >= 2).
+        seed: hash seed, an integer >= 0.
+
+    Example:
+        >>> DoubleHashEmbedding.cost(vocab_size=10_000, dim=16, num_rows=500).params
+        16000
+        >>> DoubleHashEmbedding.cost(vocab_size=10_000, dim=16, num_rows=500, combiner="concat").params
+        8000
+
+    References:
+        Zhang et al., "Model Size Reduction Using Frequency Based Double
+        Hashing for Recommender Systems", RecSys 2020.
+    """
+
+    strategy_name = "double_hash"
+    summary = "Two independent hashes into two m-row tables, rows combined by sum or concat."
+    options = {
+        "num_rows": Option(optional_int, None, "rows per table (default: about 10x compression)"),
+        "combiner": Option(str, "sum", "sum | concat"),
+        "seed": Option(int, 0, "hash seed (integer >= 0)"),
+    }
+
+    def __init__(self, vocab_size, dim, num_rows=None, combiner="sum", seed=0, **kwargs):
+        super().__init__(vocab_size, dim, **kwargs)
+        self.combiner = combiner
+        self.num_rows = self.resolve_rows(vocab_size, dim, num_rows, combiner)
+        self.seed = check_seed(type(self).__name__, seed)
+        self.table_dims = self.dims(dim, combiner)
+        self._hasher = HashFamily(self.seed, 2)
+
+    @classmethod
+    def resolve_rows(cls, vocab_size: int, dim: int, num_rows: int | None, combiner: str) -> int:
+        """Rows per table: `num_rows` checked, or the default for `vocab_size`."""
+        label = cls.__name__
+        check_choice(label, "combiner", combiner, COMBINERS)
+        if combiner == "concat" and dim < 2:
+            raise ValueError(
+                f"{label}: `combiner='concat'` splits dim between two tables; it needs dim >= 2, got {dim}."
+            )
+        if num_rows is None:
+            tables_of_full_width = 2 if combiner == "sum" else 1
+            num_rows = max(1, round(vocab_size / (10 * tables_of_full_width)))
+        check_positive(label, "num_rows", num_rows)
+        if num_rows > vocab_size:
+            raise ValueError(
+                f"{label}: invalid `num_rows`: {num_rows}. It must be <= vocab_size ({vocab_size})."
+            )
+        return int(num_rows)
+
+    @staticmethod
+    def dims(dim: int, combiner: str) -> list[int]:
+        return [dim, dim] if combiner == "sum" else [math.ceil(dim / 2), dim // 2]
+
+    @classmethod
+    def cost(
+        cls, vocab_size: int, dim: int, num_rows: int | None = None, combiner: str = "sum", seed: int = 0
+    ) -> Cost:
+        check_seed(cls.__name__, seed)
+        rows = cls.resolve_rows(vocab_size, dim, num_rows, combiner)
+        return Cost.float32(rows * sum(cls.dims(dim, combiner)))
+
+    @classmethod
+    def options_for_compression(cls, vocab_size: int, dim: int, compression: float) -> dict:
+        check_compression("double_hash", compression)
+        # `sum` keeps full-width rows in both tables (2 * m * dim parameters);
+        # `concat` (m * dim) is the fallback that reaches twice as far.
+        for combiner, full_width_tables in (("sum", 2), ("concat", 1)):
+            if combiner == "concat" and dim < 2:
+                continue
+
+            def params(rows: int, combiner: str = combiner) -> int:
+                return cls.cost(vocab_size, dim, rows, combiner).params
+
+            ideal = vocab_size / (full_width_tables * compression)
+            num_rows = nearest_size(ideal, vocab_size, dim, compression, params)
+            if within_reach(vocab_size, dim, compression, params(num_rows)):
+                return {"num_rows": int(num_rows), "combiner": combiner, "seed": 0}
+        raise ValueError(
+            f"double_hash: cannot reach {compression}x compression at vocab_size={vocab_size}, dim={dim}."
+        )
+
+    def build(self, input_shape=None):
+        # Summed rows keep the variance of Keras's default uniform(-0.05, 0.05) table.
+        limit = 0.05 / math.sqrt(2) if self.combiner == "sum" else 0.05
+        self.tables = [
+            self.add_weight(shape=(self.num_rows, width), initializer=TableUniform(limit), name=f"table_{j}")
+            for j, width in enumerate(self.table_dims)
+        ]
+
+    def rows(self, ids):
+        """Row of each id in each table (int64, shape (n, 2))."""
+        return self._hasher.buckets(ids, self.num_rows)
+
+    def lookup(self, ids):
+        rows = self.rows(ids)
+        first = ops.take(self.tables[0], rows[:, 0], axis=0)
+        second = ops.take(self.tables[1], rows[:, 1], axis=0)
+        if self.combiner == "concat":
+            return ops.concatenate([first, second], axis=-1)
+        return first + second

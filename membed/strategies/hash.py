@@ -1,0 +1,103 @@
+"""The hashing trick: every id reads one row of a smaller, shared table."""
+
+from __future__ import annotations
+
+from keras import ops
+
+from membed.strategies._hashing import (
+    HashFamily,
+    TableUniform,
+    check_compression,
+    check_seed,
+    nearest_size,
+    optional_int,
+    within_reach,
+)
+from membed.strategies.base import Cost, EmbeddingStrategy, Option, check_positive
+from membed.strategies.registry import register
+
+# The default table has about a tenth of the ids' rows (10x compression).
+DEFAULT_ROWS_PER_ID = 0.1
+
+
+@register
+class HashEmbedding(EmbeddingStrategy):
+    """Hashing trick: id `i` reads row `h(i) mod num_rows` of one shared table.
+
+    Ids that hash to the same row share its vector, so the table can be any
+    size up to `vocab_size`. `h` is a seeded universal hash (see `_hashing`),
+    so the id -> row map is the same in every process and after reloading.
+
+    Args:
+        num_rows: rows of the shared table, 1 <= num_rows <= vocab_size;
+            default `round(vocab_size / 10)`, at least 1.
+        seed: hash seed, an integer >= 0.
+
+    Example:
+        >>> HashEmbedding.cost(vocab_size=10_000, dim=16, num_rows=500).params
+        8000
+        >>> layer = HashEmbedding(vocab_size=10_000, dim=16, num_rows=500)
+        >>> layer(np.array([3, 9_999])).shape
+        TensorShape([2, 16])
+
+    References:
+        Weinberger et al., "Feature Hashing for Large Scale Multitask
+        Learning", ICML 2009.
+    """
+
+    strategy_name = "hash"
+    summary = "Hashing trick: each id reads row h(id) mod num_rows of one shared table."
+    options = {
+        "num_rows": Option(optional_int, None, "rows of the shared table (default round(V/10), >= 1, <= V)"),
+        "seed": Option(int, 0, "hash seed (integer >= 0)"),
+    }
+
+    def __init__(self, vocab_size, dim, num_rows=None, seed=0, **kwargs):
+        super().__init__(vocab_size, dim, **kwargs)
+        self.num_rows = self.resolve_rows(vocab_size, num_rows)
+        self.seed = check_seed(type(self).__name__, seed)
+        self._hasher = HashFamily(self.seed, 1)
+
+    @classmethod
+    def resolve_rows(cls, vocab_size: int, num_rows: int | None) -> int:
+        """The table's row count: `num_rows` checked, or the default for `vocab_size`."""
+        label = cls.__name__
+        if num_rows is None:
+            num_rows = max(1, round(vocab_size * DEFAULT_ROWS_PER_ID))
+        check_positive(label, "num_rows", num_rows)
+        if num_rows > vocab_size:
+            raise ValueError(
+                f"{label}: invalid `num_rows`: {num_rows}. It must be <= vocab_size ({vocab_size})."
+            )
+        return int(num_rows)
+
+    @classmethod
+    def cost(cls, vocab_size: int, dim: int, num_rows: int | None = None, seed: int = 0) -> Cost:
+        check_seed(cls.__name__, seed)
+        return Cost.float32(cls.resolve_rows(vocab_size, num_rows) * dim)
+
+    @classmethod
+    def options_for_compression(cls, vocab_size: int, dim: int, compression: float) -> dict:
+        # Parameters are num_rows * dim, so the ratio is vocab_size / num_rows.
+        check_compression("hash", compression)
+        num_rows = nearest_size(
+            vocab_size / compression, vocab_size, dim, compression, lambda rows: rows * dim
+        )
+        if not within_reach(vocab_size, dim, compression, num_rows * dim):
+            raise ValueError(
+                f"hash: cannot reach {compression}x compression at vocab_size={vocab_size}: "
+                f"the nearest table, {num_rows} rows, gives {vocab_size / num_rows:.3g}x."
+            )
+        return {"num_rows": int(num_rows), "seed": 0}
+
+    def build(self, input_shape=None):
+        self.embeddings = self.add_weight(
+            shape=(self.num_rows, self.dim), initializer=TableUniform(0.05), name="embeddings"
+        )
+
+    def rows(self, ids):
+        """The table row of each id in a flat vector of ids (int64, shape (n,))."""
+        return self._hasher.buckets(ids, self.num_rows)[:, 0]
+
+    def lookup(self, ids):
+        return ops.take(self.embeddings, self.rows(ids), axis=0)

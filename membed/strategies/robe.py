@@ -1,0 +1,124 @@
+"""ROBE-Z: every embedding is read from one shared, hashed 1-D parameter array."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from keras import ops
+
+from membed.strategies._hashing import (
+    HashFamily,
+    TableUniform,
+    check_compression,
+    check_seed,
+    nearest_size,
+    optional_int,
+    within_reach,
+)
+from membed.strategies.base import Cost, EmbeddingStrategy, Option, check_positive
+from membed.strategies.registry import register
+
+# The default array holds a hundredth of a full table's values (100x).
+DEFAULT_COMPRESSION = 100
+DEFAULT_MAX_BLOCK = 32
+
+
+@register
+class ROBEEmbedding(EmbeddingStrategy):
+    """Random Offset Block Embedding: blocks of one shared array, at hashed offsets.
+
+    All parameters live in one learnable array of `size` values. Id `i`'s
+    vector is `ceil(dim / block_size)` blocks of `block_size` consecutive
+    values, block `j` starting at `h_j(i) mod size` and wrapping around the
+    end of the array; the blocks are joined and cut to `dim`. Reading Z
+    consecutive values per hash (rather than one, as HashedNets does) keeps
+    memory access contiguous, and ids collide only block by block.
+
+    Args:
+        size: length M of the shared array, 1 <= M <= vocab_size * dim;
+            default `max(block_size, ceil(vocab_size * dim / 100))` (100x).
+        block_size: Z, values read per hash, 1 <= Z <= dim; default
+            `min(dim, 32)`.
+        seed: hash seed, an integer >= 0.
+
+    Example:
+        >>> ROBEEmbedding.cost(vocab_size=10_000, dim=16, size=4096, block_size=8).params
+        4096
+
+    References:
+        Desai, Chou and Shrivastava, "Random Offset Block Embedding (ROBE)
+        for compressed embedding tables in deep learning recommendation
+        systems", MLSys 2022.
+    """
+
+    strategy_name = "robe"
+    summary = "ROBE-Z: each id reads hashed blocks of Z values from one shared 1-D array."
+    options = {
+        "size": Option(optional_int, None, "length of the shared array (default V*dim/100, >= block_size)"),
+        "block_size": Option(
+            optional_int, None, "Z, consecutive values per hash, 1..dim (default min(dim, 32))"
+        ),
+        "seed": Option(int, 0, "hash seed (integer >= 0)"),
+    }
+
+    def __init__(self, vocab_size, dim, size=None, block_size=None, seed=0, **kwargs):
+        super().__init__(vocab_size, dim, **kwargs)
+        self.size, self.block_size = self.resolve_sizes(vocab_size, dim, size, block_size)
+        self.seed = check_seed(type(self).__name__, seed)
+        self.num_blocks = math.ceil(dim / self.block_size)
+        self._hasher = HashFamily(self.seed, self.num_blocks)
+        # Offset of each output column inside its block, for all blocks at once.
+        self._column_offsets = np.tile(np.arange(self.block_size, dtype=np.int64), self.num_blocks)[:dim]
+
+    @classmethod
+    def resolve_sizes(
+        cls, vocab_size: int, dim: int, size: int | None, block_size: int | None
+    ) -> tuple[int, int]:
+        """(size, block_size) checked, or their defaults."""
+        label = cls.__name__
+        if block_size is None:
+            block_size = min(dim, DEFAULT_MAX_BLOCK)
+        check_positive(label, "block_size", block_size)
+        if block_size > dim:
+            raise ValueError(f"{label}: invalid `block_size`: {block_size}. It must be <= dim ({dim}).")
+        if size is None:
+            size = max(block_size, math.ceil(vocab_size * dim / DEFAULT_COMPRESSION))
+        check_positive(label, "size", size)
+        if size > vocab_size * dim:
+            raise ValueError(
+                f"{label}: invalid `size`: {size}. It must be <= vocab_size * dim ({vocab_size * dim})."
+            )
+        return int(size), int(block_size)
+
+    @classmethod
+    def cost(
+        cls, vocab_size: int, dim: int, size: int | None = None, block_size: int | None = None, seed: int = 0
+    ) -> Cost:
+        check_seed(cls.__name__, seed)
+        return Cost.float32(cls.resolve_sizes(vocab_size, dim, size, block_size)[0])
+
+    @classmethod
+    def options_for_compression(cls, vocab_size: int, dim: int, compression: float) -> dict:
+        check_compression("robe", compression)
+        size = nearest_size(vocab_size * dim / compression, vocab_size, dim, compression, lambda size: size)
+        if not within_reach(vocab_size, dim, compression, size):
+            raise ValueError(
+                f"robe: cannot reach {compression}x compression at vocab_size={vocab_size}, dim={dim}."
+            )
+        return {"size": int(size), "block_size": min(dim, DEFAULT_MAX_BLOCK), "seed": 0}
+
+    def build(self, input_shape=None):
+        self.memory = self.add_weight(shape=(self.size,), initializer=TableUniform(0.05), name="memory")
+
+    def offsets(self, ids):
+        """Start offset of each of an id's blocks (int64, shape (n, num_blocks))."""
+        return self._hasher.buckets(ids, self.size)
+
+    def positions(self, ids):
+        """Index into the shared array of each output value (int64, shape (n, dim))."""
+        starts = ops.repeat(self.offsets(ids), self.block_size, axis=1)[:, : self.dim]
+        return ops.mod(starts + ops.convert_to_tensor(self._column_offsets)[None, :], self.size)
+
+    def lookup(self, ids):
+        return ops.take(self.memory, self.positions(ids), axis=0)

@@ -1,0 +1,159 @@
+"""Tests for double hashing (membed/strategies/double_hash.py)."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from membed.strategies import registry
+from membed.strategies._hashing import HashFamily
+from membed.strategies.double_hash import DoubleHashEmbedding
+
+
+def _fit(student, teacher, ids, steps=80, learning_rate=0.05) -> tuple[float, float]:
+    """MSE of `student` against `teacher`'s outputs before and after `steps` full-batch Adam steps."""
+    targets = ops.convert_to_numpy(teacher(ids))
+    model = keras.Sequential([keras.Input(shape=(), dtype="int32"), student])
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mse")
+    before = model.evaluate(ids, targets, batch_size=len(ids), verbose=0)
+    # One epoch over `steps` copies of the batch: far less per-epoch overhead than `steps` epochs.
+    model.fit(
+        np.tile(ids, steps), np.tile(targets, (steps, 1)), batch_size=len(ids), shuffle=False, verbose=0
+    )
+    return before, model.evaluate(ids, targets, batch_size=len(ids), verbose=0)
+
+
+def _randomise(layer, seed=0) -> None:
+    rng = np.random.default_rng(seed)
+    layer.set_weights([rng.normal(size=w.shape).astype("float32") for w in layer.get_weights()])
+
+
+@pytest.mark.parametrize(
+    "vocab_size, dim, options, params",
+    [
+        (1000, 8, {"num_rows": 100}, 2 * 100 * 8),
+        (1000, 8, {"num_rows": 100, "combiner": "concat"}, 100 * 8),
+        (1000, 7, {"num_rows": 10, "combiner": "concat"}, 10 * 4 + 10 * 3),  # dim split 4 + 3
+        (5000, 17, {}, 2 * 250 * 17),  # default sum: round(V / 20) rows per table
+        (5000, 17, {"combiner": "concat"}, 500 * 17),  # default concat: round(V / 10)
+        (2, 1, {}, 2),
+    ],
+)
+def test_cost_matches_hand_count_and_built_layer(vocab_size, dim, options, params):
+    cost = DoubleHashEmbedding.cost(vocab_size, dim, **options)
+    assert cost.params == params
+    assert cost.bytes_by_dtype == {"float32": 4 * params}
+    assert cost.index_bytes == 0
+    assert registry.build("double_hash", vocab_size, dim, **options).count_params() == params
+
+
+@pytest.mark.parametrize(
+    "dim, options, message",
+    [
+        (8, {"num_rows": 0}, r"DoubleHashEmbedding: invalid `num_rows`: 0\. It must be an integer >= 1\."),
+        (8, {"num_rows": 1001}, r"invalid `num_rows`: 1001\. It must be <= vocab_size \(1000\)"),
+        (8, {"combiner": "max"}, r"invalid `combiner`: 'max'\. Use one of: sum, concat\."),
+        (1, {"combiner": "concat"}, r"`combiner='concat'` .* needs dim >= 2, got 1"),
+        (8, {"seed": -1}, r"invalid `seed`: -1"),
+    ],
+)
+def test_bad_options(dim, options, message):
+    with pytest.raises(ValueError, match=message):
+        DoubleHashEmbedding(1000, dim, **options)
+    with pytest.raises(ValueError, match=message):
+        DoubleHashEmbedding.cost(1000, dim, **options)
+
+
+def test_row_maps_are_pinned_and_match_numpy_reference():
+    layer = DoubleHashEmbedding(1000, 8, num_rows=100, seed=0)
+    ids = np.array([0, 1, 2, 3, 500, 999], dtype="int32")
+    # Recorded in another process; fails if placement ever changes.
+    assert ops.convert_to_numpy(layer.rows(ids)).tolist() == [
+        [35, 51],
+        [95, 37],
+        [39, 19],
+        [23, 43],
+        [9, 13],
+        [30, 91],
+    ]
+    all_ids = np.arange(1000, dtype="int32")
+    np.testing.assert_array_equal(
+        ops.convert_to_numpy(layer.rows(all_ids)), HashFamily(0, 2).buckets_numpy(all_ids, 100)
+    )
+
+
+@pytest.mark.parametrize("combiner", ["sum", "concat"])
+def test_lookup_combines_the_two_rows(combiner):
+    layer = registry.build("double_hash", 300, 5, num_rows=40, combiner=combiner, seed=7)
+    first, second = (
+        np.random.default_rng(j).normal(size=w.shape).astype("float32")
+        for j, w in enumerate(layer.get_weights())
+    )
+    layer.set_weights([first, second])
+    ids = np.array([5, 299, 0, 17], dtype="int32")
+    rows = ops.convert_to_numpy(layer.rows(ids))
+    out = ops.convert_to_numpy(layer(ids))
+    assert out.shape == (4, 5)
+    if combiner == "sum":
+        expected = first[rows[:, 0]] + second[rows[:, 1]]
+    else:
+        assert first.shape == (40, 3) and second.shape == (40, 2)
+        expected = np.concatenate([first[rows[:, 0]], second[rows[:, 1]]], axis=1)
+    np.testing.assert_allclose(out, expected, rtol=1e-6)
+
+
+def test_two_hashes_separate_ids_that_one_hash_merges():
+    # 2000 ids into 50 rows: one hash leaves no id alone, but pairs of rows
+    # (2500 cells) tell most ids apart.
+    rows = ops.convert_to_numpy(
+        DoubleHashEmbedding(2000, 4, num_rows=50, seed=0).rows(np.arange(2000, dtype="int32"))
+    )
+    pairs = rows[:, 0] * 50 + rows[:, 1]
+    assert len(np.unique(rows[:, 0])) == 50
+    assert len(np.unique(pairs)) > 1000
+
+
+def test_huge_vocabulary_uses_int64_ids():
+    vocab_size = 3 * 2**31
+    layer = registry.build("double_hash", vocab_size, 4, num_rows=1000)
+    ids = np.array([0, 2**31 + 5, vocab_size - 1], dtype=np.int64)
+    assert ops.convert_to_numpy(layer(ids)).shape == (3, 4)
+    np.testing.assert_array_equal(
+        ops.convert_to_numpy(layer.rows(ids)), HashFamily(0, 2).buckets_numpy(ids, 1000)
+    )
+
+
+@pytest.mark.parametrize("combiner", ["sum", "concat"])
+def test_learns_a_planted_table(combiner):
+    keras.utils.set_random_seed(0)
+    ids = np.arange(200, dtype="int32")
+    options = {"num_rows": 50, "combiner": combiner, "seed": 3}
+    teacher = registry.build("double_hash", 200, 8, **options)
+    _randomise(teacher)
+    student = registry.build("double_hash", 200, 8, **options)
+    before, after = _fit(student, teacher, ids)
+    assert after < 0.01 * before
+
+
+@pytest.mark.parametrize("compression", [5, 20, 100])
+def test_options_for_compression(compression):
+    vocab_size, dim = 100_000, 64
+    options = DoubleHashEmbedding.options_for_compression(vocab_size, dim, compression)
+    assert options["combiner"] == "sum"
+    reached = vocab_size * dim / DoubleHashEmbedding.cost(vocab_size, dim, **options).params
+    assert abs(reached / compression - 1) < 0.2
+
+
+def test_options_for_compression_falls_back_to_concat_then_gives_up():
+    # 100 ids: sum reaches 50x at most (one row in each of two full-width tables).
+    options = DoubleHashEmbedding.options_for_compression(100, 8, 90)
+    assert options == {"num_rows": 1, "combiner": "concat", "seed": 0}  # 100x, within 20% of 90x
+    assert DoubleHashEmbedding.options_for_compression(100, 8, 25) == {
+        "num_rows": 2,
+        "combiner": "sum",
+        "seed": 0,
+    }
+    with pytest.raises(ValueError, match="cannot reach 500x compression at vocab_size=100"):
+        DoubleHashEmbedding.options_for_compression(100, 8, 500)

@@ -1,0 +1,167 @@
+"""Tests for frequency-based hybrid hashing (membed/strategies/freq_hash.py)."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from membed.strategies import registry
+from membed.strategies._hashing import HashFamily
+from membed.strategies.freq_hash import FreqHashEmbedding
+
+
+def _fit(student, teacher, ids, steps=80, learning_rate=0.05) -> tuple[float, float]:
+    """MSE of `student` against `teacher`'s outputs before and after `steps` full-batch Adam steps."""
+    targets = ops.convert_to_numpy(teacher(ids))
+    model = keras.Sequential([keras.Input(shape=(), dtype="int32"), student])
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mse")
+    before = model.evaluate(ids, targets, batch_size=len(ids), verbose=0)
+    # One epoch over `steps` copies of the batch: far less per-epoch overhead than `steps` epochs.
+    model.fit(
+        np.tile(ids, steps), np.tile(targets, (steps, 1)), batch_size=len(ids), shuffle=False, verbose=0
+    )
+    return before, model.evaluate(ids, targets, batch_size=len(ids), verbose=0)
+
+
+def _randomise(layer, seed=0) -> None:
+    rng = np.random.default_rng(seed)
+    layer.set_weights([rng.normal(size=w.shape).astype("float32") for w in layer.get_weights()])
+
+
+@pytest.mark.parametrize(
+    "vocab_size, dim, options, params, index_bytes",
+    [
+        (1000, 8, {"top_k": 30, "num_rows": 70}, 100 * 8, 30 * 4),
+        (1000, 8, {"top_k": 0, "num_rows": 70}, 70 * 8, 0),
+        (5000, 17, {}, (250 + 250) * 17, 250 * 4),  # defaults: round(V / 20) each
+        (2, 1, {}, 1, 0),  # no private row, one shared row
+        (3 * 2**31, 4, {"top_k": 5, "num_rows": 10}, 15 * 4, 5 * 8),  # int64 ids, int64 index
+    ],
+)
+def test_cost_matches_hand_count(vocab_size, dim, options, params, index_bytes):
+    cost = FreqHashEmbedding.cost(vocab_size, dim, **options)
+    assert cost.params == params
+    assert cost.bytes_by_dtype == {"float32": 4 * params}
+    assert cost.index_bytes == index_bytes
+    if vocab_size < 10**6:
+        layer = registry.build("freq_hash", vocab_size, dim, **options)
+        assert layer.count_params() == params
+        assert layer.index_bytes == index_bytes
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"num_rows": 0}, r"FreqHashEmbedding: invalid `num_rows`: 0\. It must be an integer >= 1\."),
+        ({"top_k": -1}, r"invalid `top_k`: -1\. It must be an integer >= 0\."),
+        ({"top_k": 1000}, r"invalid `top_k`: 1000\. It must be < vocab_size \(1000\)"),
+        (
+            {"top_k": 900, "num_rows": 101},
+            r"invalid `num_rows`: 101\. It must be <= vocab_size - top_k \(100\)",
+        ),
+        ({"seed": 1.5}, r"invalid `seed`: 1\.5"),
+    ],
+)
+def test_bad_options(options, message):
+    with pytest.raises(ValueError, match=message):
+        FreqHashEmbedding(1000, 8, **options)
+    with pytest.raises(ValueError, match=message):
+        FreqHashEmbedding.cost(1000, 8, **options)
+
+
+def test_bad_counts():
+    with pytest.raises(ValueError, match=r"`counts` must have one entry per id, shape \(1000,\)"):
+        FreqHashEmbedding(1000, 8, top_k=10, counts=np.ones(999))
+
+
+def test_top_ids_come_from_counts_and_get_private_rows():
+    counts = np.zeros(1000, dtype=np.int64)
+    frequent = np.array([917, 3, 450, 12, 700])
+    counts[frequent] = [50, 40, 30, 20, 10]
+    layer = FreqHashEmbedding(1000, 8, top_k=5, num_rows=20, seed=0, counts=counts)
+    # The index is k-sized: the sorted top ids, nothing V-sized.
+    np.testing.assert_array_equal(ops.convert_to_numpy(layer.index("top_ids")), np.sort(frequent))
+    assert layer.index_bytes == 5 * 4
+    slots = ops.convert_to_numpy(layer.rows(np.arange(1000, dtype="int32")))
+    private = slots < 5
+    np.testing.assert_array_equal(np.flatnonzero(private), np.sort(frequent))
+    assert sorted(slots[private].tolist()) == [0, 1, 2, 3, 4]
+    tail = np.setdiff1d(np.arange(1000), frequent)
+    np.testing.assert_array_equal(slots[tail] - 5, HashFamily(0, 1).buckets_numpy(tail, 20)[:, 0])
+
+
+def test_without_counts_the_lowest_ids_are_the_top_ids():
+    layer = FreqHashEmbedding(1000, 8, top_k=10, num_rows=20, seed=0)
+    slots = ops.convert_to_numpy(layer.rows(np.array([0, 1, 2, 3, 500, 999], dtype="int32")))
+    # Recorded in another process: private rows 0..3, then hashed rows offset by top_k.
+    assert slots.tolist() == [0, 1, 2, 3, 10 + 9, 10 + 10]
+
+
+def test_lookup_reads_private_or_shared_rows():
+    counts = np.arange(300)[::-1]  # id 0 most frequent
+    layer = registry.build("freq_hash", 300, 4, counts=counts, top_k=7, num_rows=11, seed=2)
+    shared, private = (
+        np.random.default_rng(j).normal(size=w.shape).astype("float32")
+        for j, w in enumerate(layer.get_weights())
+    )
+    layer.set_weights([shared, private])
+    ids = np.array([[0, 6], [7, 299]], dtype="int32")
+    out = ops.convert_to_numpy(layer(ids))
+    table = np.concatenate([private, shared])
+    slots = ops.convert_to_numpy(layer.rows(ids.reshape(-1))).reshape(2, 2)
+    np.testing.assert_array_equal(out, table[slots])
+    assert slots[0].tolist() == [0, 6] and (slots[1] >= 7).all()
+
+
+def test_index_survives_save_and_reload(tmp_path):
+    counts = np.random.default_rng(0).zipf(1.5, 500)
+    layer = registry.build("freq_hash", 500, 4, counts=counts, top_k=25, num_rows=30, layer_name="emb")
+    inputs = keras.Input(shape=(), dtype="int32")
+    model = keras.Model(inputs, layer(inputs))
+    path = tmp_path / "freq_hash.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path).get_layer("emb")
+    np.testing.assert_array_equal(
+        ops.convert_to_numpy(loaded.index("top_ids")), ops.convert_to_numpy(layer.index("top_ids"))
+    )
+    ids = np.arange(500, dtype="int32")
+    np.testing.assert_array_equal(ops.convert_to_numpy(loaded(ids)), ops.convert_to_numpy(layer(ids)))
+
+
+def test_huge_vocabulary_uses_int64_ids():
+    vocab_size = 3 * 2**31
+    layer = registry.build("freq_hash", vocab_size, 4, top_k=5, num_rows=1000)
+    assert ops.convert_to_numpy(layer.index("top_ids")).dtype == np.int64
+    ids = np.array([0, 4, 2**31 + 5, vocab_size - 1], dtype=np.int64)
+    assert ops.convert_to_numpy(layer(ids)).shape == (4, 4)
+    slots = ops.convert_to_numpy(layer.rows(ids))
+    assert slots[:2].tolist() == [0, 4]
+    np.testing.assert_array_equal(slots[2:] - 5, HashFamily(0, 1).buckets_numpy(ids[2:], 1000)[:, 0])
+
+
+def test_learns_a_planted_table():
+    keras.utils.set_random_seed(0)
+    ids = np.arange(200, dtype="int32")
+    options = {"top_k": 20, "num_rows": 40, "seed": 3}
+    counts = np.random.default_rng(1).zipf(1.3, 200)
+    teacher = registry.build("freq_hash", 200, 8, counts=counts, **options)
+    _randomise(teacher)
+    student = registry.build("freq_hash", 200, 8, counts=counts, **options)
+    before, after = _fit(student, teacher, ids)
+    assert after < 0.01 * before
+
+
+@pytest.mark.parametrize("compression", [5, 20, 100])
+def test_options_for_compression(compression):
+    vocab_size, dim = 100_000, 64
+    options = FreqHashEmbedding.options_for_compression(vocab_size, dim, compression)
+    assert options["top_k"] > 0 and options["num_rows"] > 0
+    reached = vocab_size * dim / FreqHashEmbedding.cost(vocab_size, dim, **options).params
+    assert abs(reached / compression - 1) < 0.2
+
+
+def test_options_for_compression_out_of_reach():
+    with pytest.raises(ValueError, match="cannot reach 500x compression at vocab_size=100"):
+        FreqHashEmbedding.options_for_compression(100, 8, 500)

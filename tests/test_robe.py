@@ -1,0 +1,146 @@
+"""Tests for ROBE-Z (membed/strategies/robe.py)."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from membed.strategies import registry
+from membed.strategies._hashing import HashFamily
+from membed.strategies.robe import ROBEEmbedding
+
+
+def _fit(student, teacher, ids, steps=80, learning_rate=0.05) -> tuple[float, float]:
+    """MSE of `student` against `teacher`'s outputs before and after `steps` full-batch Adam steps."""
+    targets = ops.convert_to_numpy(teacher(ids))
+    model = keras.Sequential([keras.Input(shape=(), dtype="int32"), student])
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mse")
+    before = model.evaluate(ids, targets, batch_size=len(ids), verbose=0)
+    # One epoch over `steps` copies of the batch: far less per-epoch overhead than `steps` epochs.
+    model.fit(
+        np.tile(ids, steps), np.tile(targets, (steps, 1)), batch_size=len(ids), shuffle=False, verbose=0
+    )
+    return before, model.evaluate(ids, targets, batch_size=len(ids), verbose=0)
+
+
+def _randomise(layer, seed=0) -> None:
+    rng = np.random.default_rng(seed)
+    layer.set_weights([rng.normal(size=w.shape).astype("float32") for w in layer.get_weights()])
+
+
+@pytest.mark.parametrize(
+    "vocab_size, dim, options, params",
+    [
+        (1000, 8, {"size": 777, "block_size": 4}, 777),
+        (5000, 17, {}, 850),  # default ceil(V * dim / 100); block_size min(dim, 32) = 17
+        (5000, 64, {}, 3200),
+        (37, 4, {}, 4),  # ceil(1.48) = 2, raised to the block size 4
+        (2, 1, {}, 1),
+    ],
+)
+def test_cost_matches_hand_count_and_built_layer(vocab_size, dim, options, params):
+    cost = ROBEEmbedding.cost(vocab_size, dim, **options)
+    assert cost.params == params
+    assert cost.bytes_by_dtype == {"float32": 4 * params}
+    assert cost.index_bytes == 0
+    assert registry.build("robe", vocab_size, dim, **options).count_params() == params
+
+
+def test_default_block_size():
+    assert ROBEEmbedding(1000, 17).block_size == 17
+    assert ROBEEmbedding(1000, 64).block_size == 32
+    assert ROBEEmbedding(1000, 64).num_blocks == 2
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"block_size": 0}, r"ROBEEmbedding: invalid `block_size`: 0\. It must be an integer >= 1\."),
+        ({"block_size": 9}, r"invalid `block_size`: 9\. It must be <= dim \(8\)\."),
+        ({"size": 0}, r"invalid `size`: 0\. It must be an integer >= 1\."),
+        ({"size": 8001}, r"invalid `size`: 8001\. It must be <= vocab_size \* dim \(8000\)\."),
+        ({"seed": -2}, r"invalid `seed`: -2"),
+    ],
+)
+def test_bad_options(options, message):
+    with pytest.raises(ValueError, match=message):
+        ROBEEmbedding(1000, 8, **options)
+    with pytest.raises(ValueError, match=message):
+        ROBEEmbedding.cost(1000, 8, **options)
+
+
+def test_offsets_are_pinned_and_match_numpy_reference():
+    layer = ROBEEmbedding(1000, 8, size=1000, block_size=4, seed=0)
+    ids = np.array([0, 1, 2, 3, 500, 999], dtype="int32")
+    # Recorded in another process; fails if placement ever changes.
+    assert ops.convert_to_numpy(layer.offsets(ids)).tolist() == [
+        [935, 951],
+        [395, 537],
+        [739, 319],
+        [523, 43],
+        [909, 613],
+        [530, 91],
+    ]
+    all_ids = np.arange(1000, dtype="int32")
+    np.testing.assert_array_equal(
+        ops.convert_to_numpy(layer.offsets(all_ids)), HashFamily(0, 2).buckets_numpy(all_ids, 1000)
+    )
+
+
+def test_blocks_are_consecutive_wrap_around_and_are_cut_to_dim():
+    # dim 10 in blocks of 4: two whole blocks and the first 2 values of a third.
+    layer = ROBEEmbedding(50, 10, size=7, block_size=4, seed=1)
+    ids = np.arange(50, dtype="int32")
+    offsets = ops.convert_to_numpy(layer.offsets(ids))
+    positions = ops.convert_to_numpy(layer.positions(ids))
+    assert offsets.shape == (50, 3) and positions.shape == (50, 10)
+    block = np.arange(10) // 4
+    within = np.arange(10) % 4
+    np.testing.assert_array_equal(positions, (offsets[:, block] + within) % 7)
+    assert (positions.max(axis=1) < 7).all() and (positions == 0).any()
+
+
+def test_lookup_reads_the_shared_array():
+    layer = registry.build("robe", 300, 6, size=50, block_size=3, seed=4)
+    memory = np.random.default_rng(0).normal(size=50).astype("float32")
+    layer.set_weights([memory])
+    ids = np.array([[5, 299], [0, 17]], dtype="int32")
+    out = ops.convert_to_numpy(layer(ids))
+    positions = ops.convert_to_numpy(layer.positions(ids.reshape(-1))).reshape(2, 2, 6)
+    np.testing.assert_array_equal(out, memory[positions])
+
+
+def test_huge_vocabulary_uses_int64_ids():
+    vocab_size = 3 * 2**31
+    layer = registry.build("robe", vocab_size, 4, size=1000, block_size=2)
+    ids = np.array([0, 2**31 + 5, vocab_size - 1], dtype=np.int64)
+    assert ops.convert_to_numpy(layer(ids)).shape == (3, 4)
+    np.testing.assert_array_equal(
+        ops.convert_to_numpy(layer.offsets(ids)), HashFamily(0, 2).buckets_numpy(ids, 1000)
+    )
+
+
+def test_learns_a_planted_array():
+    keras.utils.set_random_seed(0)
+    ids = np.arange(200, dtype="int32")
+    options = {"size": 400, "block_size": 4, "seed": 3}
+    teacher = registry.build("robe", 200, 8, **options)
+    _randomise(teacher)
+    student = registry.build("robe", 200, 8, **options)
+    before, after = _fit(student, teacher, ids)
+    assert after < 0.01 * before
+
+
+@pytest.mark.parametrize("compression", [5, 20, 100])
+def test_options_for_compression(compression):
+    vocab_size, dim = 100_000, 64
+    options = ROBEEmbedding.options_for_compression(vocab_size, dim, compression)
+    reached = vocab_size * dim / ROBEEmbedding.cost(vocab_size, dim, **options).params
+    assert abs(reached / compression - 1) < 0.2
+
+
+def test_options_for_compression_out_of_reach():
+    with pytest.raises(ValueError, match="cannot reach 5x compression at vocab_size=2, dim=1"):
+        ROBEEmbedding.options_for_compression(2, 1, 5)
