@@ -16,9 +16,9 @@ from keras import ops
 from membed.strategies._hashing import (
     MERSENNE_PRIME,
     HashFamily,
-    TableUniform,
     draw_constants,
 )
+from membed.strategies.base import TableUniform
 
 REPO = Path(__file__).resolve().parents[1]
 

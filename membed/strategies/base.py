@@ -16,6 +16,7 @@ reported as `index_bytes`.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable, ClassVar
 
 import keras
@@ -73,6 +74,20 @@ def int_list(text: str | list | tuple) -> list[int]:
     if isinstance(text, (list, tuple)):
         return [int(v) for v in text]
     return [int(v) for v in str(text).replace("/", ",").split(",") if v.strip()]
+
+
+def optional_int(text) -> int | None:
+    """Parses an option that may be left to a derived default ('', 'none', 'auto')."""
+    if text is None or str(text).strip().lower() in ("", "none", "auto"):
+        return None
+    return int(text)
+
+
+def optional_int_list(text) -> list[int] | None:
+    """Like `int_list`, but '', 'none' or 'auto' leave the list to a derived default."""
+    if text is None or (isinstance(text, str) and text.strip().lower() in ("", "none", "auto")):
+        return None
+    return int_list(text)
 
 
 def check_choice(layer: str, option: str, value: Any, allowed: tuple) -> None:
@@ -271,3 +286,51 @@ def frequency_order(counts: np.ndarray | None, vocab_size: int, layer: str) -> n
     if (counts < 0).any():
         raise ValueError(f"{layer}: `counts` must be >= 0; got a negative count.")
     return np.argsort(-counts, kind="stable")
+
+
+# Tables of at least this many values are drawn inside a tf.function (see TableUniform).
+_GRAPH_INIT_VALUES = 2**20
+
+
+class TableUniform(keras.initializers.Initializer):
+    """Uniform(-limit, limit) initializer whose peak memory is one copy of the table.
+
+    Keras's `RandomUniform` draws [0, 1) values, then scales and shifts them
+    op by op, so a 1 GB table briefly needs about 3 GB; at 1e8 ids that alone
+    breaks a 2 GB budget. On the TensorFlow backend this draws the same
+    distribution inside one `tf.function`, where TensorFlow reuses the draw's
+    buffer for the scale and shift, and the variable adopts the result without
+    a copy. The per-call seed comes from Keras's global seed state, so
+    `keras.utils.set_random_seed` makes it reproducible. Other backends use
+    `keras.random.uniform`.
+
+    Args:
+        limit: half-width of the interval; 0.05 matches Keras's "uniform".
+
+    Example:
+        >>> self.add_weight(shape=(rows, dim), initializer=TableUniform(0.05), name="table")
+    """
+
+    def __init__(self, limit: float = 0.05):
+        self.limit = float(limit)
+
+    def __call__(self, shape, dtype=None):
+        dtype = keras.backend.standardize_dtype(dtype or keras.backend.floatx())
+        # Small tables skip the tracing cost; their temporaries do not matter.
+        if keras.backend.backend() != "tensorflow" or math.prod(shape) < _GRAPH_INIT_VALUES:
+            return keras.random.uniform(shape, -self.limit, self.limit, dtype=dtype)
+        import tensorflow as tf
+
+        seed = keras.random.randint((2,), 0, 2**31 - 1, dtype="int32")
+        shape = tuple(int(d) for d in shape)
+
+        @tf.function(autograph=False)
+        def draw(seed):
+            return tf.random.stateless_uniform(
+                shape, seed=seed, minval=-self.limit, maxval=self.limit, dtype=dtype
+            )
+
+        return draw(seed)
+
+    def get_config(self) -> dict:
+        return {"limit": self.limit}

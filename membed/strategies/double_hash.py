@@ -8,20 +8,21 @@ from keras import ops
 
 from membed.strategies._hashing import (
     HashFamily,
-    TableUniform,
     check_compression,
     check_seed,
     nearest_size,
-    optional_int,
     within_reach,
 )
 from membed.strategies.base import (
     Cost,
     EmbeddingStrategy,
     Option,
+    TableUniform,
     check_choice,
     check_positive,
+    optional_int,
 )
+from membed.strategies.hash import MAX_DEFAULT_ROWS
 from membed.strategies.registry import register
 
 COMBINERS = ("sum", "concat")
@@ -41,7 +42,7 @@ class DoubleHashEmbedding(EmbeddingStrategy):
     Args:
         num_rows: rows of each table, 1 <= num_rows <= vocab_size; default
             gives about 10x compression: `round(V / 20)` for `sum`,
-            `round(V / 10)` for `concat` (at least 1).
+            `round(V / 10)` for `concat` (at least 1, at most 2**20).
         combiner: `sum` or `concat` (`concat` needs dim >= 2).
         seed: hash seed, an integer >= 0.
 
@@ -59,7 +60,7 @@ class DoubleHashEmbedding(EmbeddingStrategy):
     strategy_name = "double_hash"
     summary = "Two independent hashes into two m-row tables, rows combined by sum or concat."
     options = {
-        "num_rows": Option(optional_int, None, "rows per table (default: about 10x compression)"),
+        "num_rows": Option(optional_int, None, "rows per table (default: about 10x compression, at most 2**20)"),
         "combiner": Option(str, "sum", "sum | concat"),
         "seed": Option(int, 0, "hash seed (integer >= 0)"),
     }
@@ -83,7 +84,7 @@ class DoubleHashEmbedding(EmbeddingStrategy):
             )
         if num_rows is None:
             tables_of_full_width = 2 if combiner == "sum" else 1
-            num_rows = max(1, round(vocab_size / (10 * tables_of_full_width)))
+            num_rows = min(MAX_DEFAULT_ROWS, max(1, round(vocab_size / (10 * tables_of_full_width))))
         check_positive(label, "num_rows", num_rows)
         if num_rows > vocab_size:
             raise ValueError(

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 from keras import ops
 
-from membed.strategies.base import Cost, EmbeddingStrategy, Option, frequency_order
-from membed.strategies.mixed_dim import optional_int_list
+from membed.strategies.base import Cost, EmbeddingStrategy, Option, frequency_order, optional_int_list
 from membed.strategies.registry import register
 
 # The example's blocks on MovieLens 1M's 3,706 movies; other sizes scale them.

@@ -6,8 +6,7 @@ import math
 
 from keras import ops
 
-from membed.strategies.base import Cost, EmbeddingStrategy, Option
-from membed.strategies.qr import optional_int
+from membed.strategies.base import Cost, EmbeddingStrategy, Option, optional_int
 from membed.strategies.registry import register
 
 

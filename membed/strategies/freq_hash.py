@@ -7,19 +7,19 @@ from keras import ops
 
 from membed.strategies._hashing import (
     HashFamily,
-    TableUniform,
     check_compression,
     check_seed,
     nearest_size,
-    optional_int,
     within_reach,
 )
 from membed.strategies.base import (
     Cost,
     EmbeddingStrategy,
     Option,
+    TableUniform,
     check_positive,
     frequency_order,
+    optional_int,
 )
 from membed.strategies.registry import register
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from keras import ops
 
-from membed.strategies.base import Cost, EmbeddingStrategy
+from membed.strategies.base import Cost, EmbeddingStrategy, TableUniform
 from membed.strategies.registry import register
 
 
@@ -27,7 +27,7 @@ class FullEmbedding(EmbeddingStrategy):
 
     def build(self, input_shape=None):
         self.embeddings = self.add_weight(
-            shape=(self.vocab_size, self.dim), initializer="uniform", name="embeddings"
+            shape=(self.vocab_size, self.dim), initializer=TableUniform(0.05), name="embeddings"
         )
 
     def lookup(self, ids):

@@ -6,18 +6,18 @@ from keras import ops
 
 from membed.strategies._hashing import (
     HashFamily,
-    TableUniform,
     check_compression,
     check_seed,
     nearest_size,
-    optional_int,
     within_reach,
 )
-from membed.strategies.base import Cost, EmbeddingStrategy, Option, check_positive
+from membed.strategies.base import Cost, EmbeddingStrategy, Option, TableUniform, check_positive, optional_int
 from membed.strategies.registry import register
 
-# The default table has about a tenth of the ids' rows (10x compression).
+# The default table has about a tenth of the ids' rows (10x compression), but
+# no more than 2**20 rows: at 1e8 ids a V/10 table would be 2.5 GB at dim 64.
 DEFAULT_ROWS_PER_ID = 0.1
+MAX_DEFAULT_ROWS = 2**20
 
 
 @register
@@ -30,7 +30,7 @@ class HashEmbedding(EmbeddingStrategy):
 
     Args:
         num_rows: rows of the shared table, 1 <= num_rows <= vocab_size;
-            default `round(vocab_size / 10)`, at least 1.
+            default `round(vocab_size / 10)`, at least 1, at most 2**20.
         seed: hash seed, an integer >= 0.
 
     Example:
@@ -48,7 +48,7 @@ class HashEmbedding(EmbeddingStrategy):
     strategy_name = "hash"
     summary = "Hashing trick: each id reads row h(id) mod num_rows of one shared table."
     options = {
-        "num_rows": Option(optional_int, None, "rows of the shared table (default round(V/10), >= 1, <= V)"),
+        "num_rows": Option(optional_int, None, "rows of the shared table (default round(V/10), at most 2**20)"),
         "seed": Option(int, 0, "hash seed (integer >= 0)"),
     }
 
@@ -63,7 +63,7 @@ class HashEmbedding(EmbeddingStrategy):
         """The table's row count: `num_rows` checked, or the default for `vocab_size`."""
         label = cls.__name__
         if num_rows is None:
-            num_rows = max(1, round(vocab_size * DEFAULT_ROWS_PER_ID))
+            num_rows = min(MAX_DEFAULT_ROWS, max(1, round(vocab_size * DEFAULT_ROWS_PER_ID)))
         check_positive(label, "num_rows", num_rows)
         if num_rows > vocab_size:
             raise ValueError(

@@ -8,18 +8,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from membed.strategies.base import Cost, EmbeddingStrategy, Option, frequency_order, int_list
+from membed.strategies.base import Cost, EmbeddingStrategy, Option, frequency_order, optional_int, optional_int_list
 from membed.strategies.registry import register
-
-
-def optional_int_list(text):
-    if text is None or (isinstance(text, str) and text.strip().lower() in ("", "none", "auto")):
-        return None
-    return int_list(text)
-
-
-def optional_int(text):
-    return None if str(text).strip().lower() in ("", "none", "auto") else int(text)
 
 
 def parse_bool(text) -> bool:

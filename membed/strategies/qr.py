@@ -6,14 +6,10 @@ import math
 
 from keras import initializers, ops
 
-from membed.strategies.base import Cost, EmbeddingStrategy, Option, check_choice, check_positive
+from membed.strategies.base import Cost, EmbeddingStrategy, Option, check_choice, check_positive, optional_int
 from membed.strategies.registry import register
 
 COMBINERS = ("mult", "add", "concat")
-
-
-def optional_int(text: str) -> int | None:
-    return None if text.strip().lower() in ("", "none", "auto") else int(text)
 
 
 def _split_dim(dim: int, parts: int) -> list[int]:

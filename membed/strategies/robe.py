@@ -9,14 +9,12 @@ from keras import ops
 
 from membed.strategies._hashing import (
     HashFamily,
-    TableUniform,
     check_compression,
     check_seed,
     nearest_size,
-    optional_int,
     within_reach,
 )
-from membed.strategies.base import Cost, EmbeddingStrategy, Option, check_positive
+from membed.strategies.base import Cost, EmbeddingStrategy, Option, TableUniform, check_positive, optional_int
 from membed.strategies.registry import register
 
 # The default array holds a hundredth of a full table's values (100x).

@@ -7,7 +7,7 @@ import math
 
 from keras import initializers, ops
 
-from membed.strategies.base import Cost, EmbeddingStrategy, Option, check_positive, int_list
+from membed.strategies.base import Cost, EmbeddingStrategy, Option, check_positive, optional_int_list
 from membed.strategies.registry import register
 
 NUM_CORES = 3
@@ -16,15 +16,6 @@ TARGET_VARIANCE = 0.05**2 / 3
 # options_for_compression gives up when the closest rank is further than this
 # ratio from the requested parameter count.
 COMPRESSION_TOLERANCE = 1.25
-
-
-def optional_int_list(text: str | list | tuple | None) -> list[int] | None:
-    """Parses '40,50,50' (or a list) into [40, 50, 50]; '', 'auto' or 'none' into None."""
-    if text is None:
-        return None
-    if isinstance(text, str) and text.strip().lower() in ("", "auto", "none"):
-        return None
-    return int_list(text)
 
 
 def _ceil_root(value: int, degree: int) -> int:
