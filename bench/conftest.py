@@ -1,0 +1,360 @@
+"""Shared machinery of the benchmark suites: options, the grid, fixtures, seeding, and the result JSON.
+
+Options (see bench/README.md): `--profile quick|full`, `--strategies a,b`,
+`--vocab-sizes 1000,1e5`, `--datasets synthetic-zipf,ml-100k`,
+`--measure-timeout SECONDS`, `--allow-download`. A bad value stops the run
+before anything is collected, with the valid values listed.
+
+Every suite function is marked `@pytest.mark.suite(NAME)` and takes a `case`
+argument; `pytest_generate_tests` parametrizes it from `grid.cases`. The
+collection fails when a selected strategy has no case in a suite. Each test
+fills `record` (the benchmark's `extra_info`); cases that skip or error before
+producing an entry go to the JSON's `membed.not_run` list with their reason.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from bench import grid  # noqa: E402
+from membed import measure  # noqa: E402
+
+SELECTION = pytest.StashKey[grid.Selection]()
+NOT_RUN = pytest.StashKey[list]()
+CASE = pytest.StashKey[grid.Case]()
+_LOGGED = pytest.StashKey[bool]()  # the item's not_run entry is written
+SHARED_MOVIELENS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "movielens"
+
+
+# ----- options ---------------------------------------------------------------------
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("membed", "membed benchmark grid (bench/README.md)")
+    group.addoption("--profile", default="quick", help=f"grid profile: {' | '.join(grid.PROFILES)} (default quick)")
+    group.addoption("--strategies", default=None, help="comma-separated registered strategies (default: all)")
+    group.addoption("--vocab-sizes", default=None,
+                    help="comma-separated synthetic vocabulary sizes, e.g. 1000,1e5 (default: the profile's)")
+    group.addoption("--datasets", default=None,
+                    help=f"comma-separated vocabularies: {', '.join(grid.VOCABS)} (default: the profile's)")
+    group.addoption("--measure-timeout", type=float, default=measure.DEFAULT_TIMEOUT_S,
+                    help="seconds before a memory measurement process is killed (default 600)")
+    group.addoption("--allow-download", action="store_true",
+                    help="download MovieLens variants that are not found locally")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "suite(name): the benchmark suite a bench/ test belongs to")
+    try:
+        selection = grid.selection_from_options(
+            config.getoption("profile"),
+            config.getoption("strategies"),
+            config.getoption("vocab_sizes"),
+            config.getoption("datasets"),
+            allow_download=config.getoption("allow_download"),
+            measure_timeout_s=config.getoption("measure_timeout"),
+        )
+    except grid.GridError as error:
+        raise pytest.UsageError(f"bench: {error}") from None
+    config.stash[SELECTION] = selection
+    config.stash[NOT_RUN] = []
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    selection = config.stash.get(SELECTION, None)
+    if selection is None:
+        return []
+    return [
+        f"membed bench: profile={selection.profile.name} strategies={','.join(selection.strategies)}",
+        f"  vocabs={','.join(selection.vocabs)} vocab_sizes={','.join(map(str, selection.vocab_sizes))}",
+    ]
+
+
+# ----- the grid ----------------------------------------------------------------------
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marker = metafunc.definition.get_closest_marker("suite")
+    if marker is None or "case" not in metafunc.fixturenames:
+        return
+    suite = marker.args[0]
+    cases = grid.cases(suite, metafunc.config.stash[SELECTION])
+    metafunc.parametrize("case", cases, ids=[case.test_id for case in cases])
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
+    # Runs before -k / -m deselection: coverage is a property of the grid, not of one run's filter.
+    selection = config.stash[SELECTION]
+    by_suite: dict[str, list[grid.Case]] = {}
+    for item in items:
+        case = _case_of(item)
+        if case is not None:
+            item.stash[CASE] = case
+            by_suite.setdefault(case.suite, []).append(case)
+    for suite, suite_cases in by_suite.items():
+        missing = grid.uncovered(suite, suite_cases, selection)
+        if missing:
+            raise pytest.UsageError(
+                f"bench: registered strategy {missing[0]!r} has no case in the {suite} suite; "
+                "every suite must be parametrized over the registry (bench/grid.py)."
+            )
+
+
+def _case_of(item) -> grid.Case | None:
+    callspec = getattr(item, "callspec", None)
+    case = callspec.params.get("case") if callspec is not None else None
+    return case if isinstance(case, grid.Case) else None
+
+
+# ----- results: failures and cases that did not run ------------------------------------
+def _reason_of(report, call) -> str:
+    if report.skipped:
+        longrepr = report.longrepr
+        text = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        return text.removeprefix("Skipped: ")
+    if call.excinfo is not None:
+        return measure.error_reason(call.excinfo.value)
+    return str(report.longrepr).strip().splitlines()[-1]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    case = item.stash.get(CASE, None)
+    if case is None or not (report.skipped or report.failed):
+        return
+    if report.when == "teardown" and report.skipped:
+        return
+    benchmark = getattr(item, "funcargs", {}).get("benchmark")
+    record = getattr(benchmark, "extra_info", None) or grid.base_record(case)
+    reason = _reason_of(report, call)
+    produced = benchmark is not None and getattr(benchmark, "stats", None) is not None and not benchmark.has_error
+    if produced:
+        # The entry exists: mark it failed rather than losing it.
+        if report.failed and record.get("status") != "failed":
+            record.update(status="failed", reason=reason)
+        return
+    if item.stash.get(_LOGGED, False):
+        return
+    item.stash[_LOGGED] = True
+    entry = {**grid.base_record(case), **record}
+    entry.update(status="skipped" if report.skipped else "failed", reason=reason)
+    item.config.stash[NOT_RUN].append(entry)
+
+
+def pytest_benchmark_update_json(config: pytest.Config, benchmarks, output_json: dict) -> None:
+    selection = config.stash.get(SELECTION, None)
+    output_json["membed"] = {
+        "schema_version": grid.SCHEMA_VERSION,
+        "profile": selection.profile.name if selection else None,
+        "not_run": config.stash.get(NOT_RUN, []),
+    }
+
+
+# ----- fixtures ------------------------------------------------------------------------
+class Harness:
+    """Per-session helpers the suites share: data, gating, layers, timing, the gather reference."""
+
+    def __init__(self, selection: grid.Selection):
+        self.selection = selection
+        self.profile = selection.profile
+        self._gather_medians: dict[tuple, float] = {}
+        self._planted = None
+
+    # -- vocabularies and data
+    def _unavailable(self, name: str, error: Exception) -> None:
+        pytest.skip(
+            f"{name} not available: {error} Provide it with MEMBED_DATA_DIR=/folder/holding/{name}/ "
+            f"(CI: MEMBED_DATA_DIR={SHARED_MOVIELENS}) or run with --allow-download."
+        )
+
+    def source(self, case: grid.Case) -> measure.IdSource:
+        """The case's ids; skips when its MovieLens variant is not available."""
+        if case.vocab in grid.SYNTHETIC_STREAMS:
+            return measure.IdSource(case.vocab, case.vocab_size)
+        from membed.data import DatasetUnavailable
+
+        try:
+            return measure.IdSource.movielens(case.vocab, case.side, download=self.selection.allow_download)
+        except DatasetUnavailable as error:
+            self._unavailable(case.vocab, error)
+
+    def ratings(self, vocab: str):
+        """Ratings for the accuracy suite: planted synthetic data or a MovieLens variant."""
+        if vocab == grid.PLANTED:
+            if self._planted is None:
+                from membed.data import planted_ratings
+
+                self._planted = planted_ratings(**self.profile.planted, seed=grid.SEED)
+            return self._planted
+        from membed.data import DatasetUnavailable
+
+        try:
+            return measure._load_ratings(vocab, None, self.selection.allow_download)
+        except DatasetUnavailable as error:
+            self._unavailable(vocab, error)
+
+    # -- rules
+    def admit(self, case: grid.Case, record: dict, vocab_size: int, options: dict | None = None) -> measure.CaseSizes:
+        """Fills the record's size fields from the cost formula, or skips the case with the reason."""
+        record.update(vocab_size=int(vocab_size), case=case.case_id(vocab_size))
+        from membed import strategies
+
+        try:
+            resolved = strategies.registry.resolve_options(case.strategy, options or {})
+            sizes = measure.case_sizes(case.strategy, vocab_size, case.dim, resolved)
+        except ValueError as error:
+            pytest.skip(f"invalid combination: {error}")
+        record.update(options=measure.jsonable(resolved), **sizes.as_dict())
+        reason = grid.size_skip_reason(case.strategy, vocab_size, case.dim)
+        if reason is not None:
+            pytest.skip(reason)
+        shortfall = measure.memory_shortfall(
+            measure.estimated_peak_bytes(sizes.train_state_bytes, case.batch_size, case.dim))
+        if shortfall is not None:
+            pytest.skip(f"too big for this machine: {shortfall}")
+        return sizes
+
+    # -- layers
+    def build_layer(self, case: grid.Case, source: measure.IdSource, record: dict):
+        """The case's layer, seeded, with counts where the strategy uses them; record gets its real sizes."""
+        import keras
+
+        from membed import strategies
+
+        keras.utils.set_random_seed(grid.SEED)
+        counts = source.counts() if strategies.get(case.strategy).needs_counts else None
+        layer = strategies.build(case.strategy, source.vocab_size, case.dim, counts=counts)
+        if not layer.built:
+            layer.build((case.batch_size,))
+        trainable = int(sum(int(np.prod(v.shape)) for v in layer.trainable_variables))
+        record.update(
+            options=measure.layer_options(layer),
+            params=int(layer.count_params()),
+            param_bytes=measure.weight_bytes(layer),
+            index_bytes=int(layer.index_bytes),
+        )
+        record["train_state_bytes"] = measure.train_state_bytes(record["param_bytes"], trainable,
+                                                                 record["index_bytes"])
+        record["compression"] = measure.compression(source.vocab_size, case.dim, record["params"])
+        return layer
+
+    # -- timing
+    def batches(self, source: measure.IdSource, batch_size: int, dim: int | None = None) -> Callable[[], tuple]:
+        """A pedantic `setup`: each call draws a fresh batch (and a target when `dim` is given)."""
+        import tensorflow as tf
+
+        counter = iter(range(1, 1 << 62))
+
+        def setup():
+            seed = next(counter)
+            ids = tf.constant(source.sample(batch_size, seed))
+            if dim is None:
+                return (ids,), {}
+            return (ids, tf.constant(measure.make_target(batch_size, dim, seed))), {}
+
+        return setup
+
+    def _warm(self, function: Callable, setup: Callable) -> int:
+        """Traces `function`, then times one warm call to choose the number of rounds."""
+        args, kwargs = setup()
+        function(*args, **kwargs)
+        args, kwargs = setup()
+        start = time.perf_counter()
+        function(*args, **kwargs)
+        one = time.perf_counter() - start
+        wanted = int(self.profile.round_budget_s / max(one, 1e-9))
+        return max(self.profile.min_rounds, min(self.profile.rounds, wanted))
+
+    def time(self, benchmark, function: Callable, setup: Callable) -> float:
+        """Times `function` over fresh inputs with pytest-benchmark; returns the median seconds."""
+        rounds = self._warm(function, setup)
+        # The timed call of `_warm` was the first warm-up round.
+        benchmark.pedantic(function, setup=setup, rounds=rounds, warmup_rounds=self.profile.warmup_rounds - 1,
+                           iterations=1)
+        return float(benchmark.stats.stats.median)
+
+    def time_without_benchmark(self, function: Callable, setup: Callable) -> float:
+        """The same procedure as `time`, for a reference whose own row did not run in this session."""
+        rounds = self._warm(function, setup)
+        for _ in range(self.profile.warmup_rounds - 1):
+            args, kwargs = setup()
+            function(*args, **kwargs)
+        samples = []
+        for _ in range(rounds):
+            args, kwargs = setup()
+            start = time.perf_counter()
+            function(*args, **kwargs)
+            samples.append(time.perf_counter() - start)
+        return float(np.median(samples))
+
+    # -- the bare-gather reference
+    @staticmethod
+    def gather_key(source: measure.IdSource, dim: int, batch_size: int) -> tuple:
+        return (source.vocab, source.side, source.vocab_size, dim, batch_size)
+
+    def gather_function(self, source: measure.IdSource, dim: int):
+        """(tf.function gathering from a full float32 table, its rows, a fresh-batch setup)."""
+        import tensorflow as tf
+
+        rows = grid.gather_rows(source.vocab_size, dim)
+        table = tf.random.uniform((rows, dim), seed=grid.SEED)
+        gather = tf.function(lambda ids: tf.gather(table, ids))
+        draw = self.batches(source, self.profile.batch_size)
+
+        def setup():
+            (ids,), _ = draw()
+            # A capped table (V too large to hold) serves the same ids folded into its rows.
+            return ((ids % rows) if rows < source.vocab_size else ids,), {}
+
+        return gather, rows, setup
+
+    def record_gather(self, source: measure.IdSource, dim: int, batch_size: int, median: float) -> None:
+        self._gather_medians[self.gather_key(source, dim, batch_size)] = median
+
+    def gather_median(self, source: measure.IdSource, dim: int, batch_size: int) -> float:
+        """The bare gather's median for these ids, from its row of this session or measured now."""
+        key = self.gather_key(source, dim, batch_size)
+        if key not in self._gather_medians:
+            gather, _, setup = self.gather_function(source, dim)
+            self._gather_medians[key] = self.time_without_benchmark(gather, setup)
+            del gather, setup
+            release_memory(4 * source.vocab_size * dim)
+        return self._gather_medians[key]
+
+
+# A case that held at least this many bytes of tables is collected right after it.
+COLLECT_AFTER_BYTES = 64 << 20
+
+
+def release_memory(held_bytes: int | None) -> None:
+    """Collects garbage after a case that held large tables, so they do not outlive it.
+
+    Keras layers and tf.functions sit in reference cycles, so their tables
+    wait for the cyclic collector; a collection costs about 0.2 s, which is
+    why small cases skip it.
+    """
+    if held_bytes is not None and held_bytes >= COLLECT_AFTER_BYTES:
+        gc.collect()
+
+
+@pytest.fixture(scope="session")
+def harness(pytestconfig: pytest.Config) -> Harness:
+    """Per-session helpers: data, gating, layers, timing, the gather reference."""
+    return Harness(pytestconfig.stash[SELECTION])
+
+
+@pytest.fixture
+def record(benchmark, case: grid.Case) -> dict[str, Any]:
+    """The case's `benchmark.extra_info`, pre-filled with every schema key; the test completes it."""
+    benchmark.extra_info.update(grid.base_record(case))
+    yield benchmark.extra_info
+    if case.suite != "memory":  # the memory suite builds nothing in this process
+        release_memory(benchmark.extra_info.get("param_bytes"))

@@ -1,0 +1,27 @@
+"""Train-step suite: one compiled Adam step through the layer on an MSE loss, a fresh batch per round.
+
+`gather_ratio` is relative to the bare `tf.gather` of the lookup suite (same
+ids, same session), not to a full-table training step: the `full` strategy's
+own train_step row is that, and the ratio of two rows is left to the report.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import grid
+from membed import measure
+
+
+@pytest.mark.suite("train_step")
+def test_train_step(benchmark, case: grid.Case, harness, record: dict) -> None:
+    source = harness.source(case)
+    harness.admit(case, record, source.vocab_size)
+    reference = harness.gather_median(source, case.dim, case.batch_size)
+    layer = harness.build_layer(case, source, record)
+    try:
+        step = measure.compiled_train_step(layer)
+    except ValueError as error:
+        pytest.skip(f"invalid combination: {error}")
+    median = harness.time(benchmark, step, harness.batches(source, case.batch_size, dim=case.dim))
+    record["gather_ratio"] = median / reference

@@ -1,0 +1,274 @@
+"""The benchmark harness: the grid's rules, its coverage of the registry, and the JSON a tiny run writes."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from bench import grid
+from membed import strategies
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "bench" / "README.md"
+DRAFT = ROOT / "docs" / "schema-draft.md"
+
+
+def documented_keys(path: Path) -> dict[str, str]:
+    """key -> type of the `| key | type | meaning |` table of a schema document."""
+    text = path.read_text()
+    table = text[text.index("| key | type | meaning |"):].split("\n\n")[0].splitlines()[2:]
+    keys = {}
+    for row in table:
+        cells = [cell.strip() for cell in row.strip().strip("|").split("|")]
+        for key in cells[0].split(","):
+            keys[key.strip()] = cells[1]
+    return keys
+
+
+TYPES = {"int": int, "float": (int, float), "str": str, "dict": dict, "list[float]": list}
+
+
+def type_matches(value, documented: str) -> bool:
+    kinds = [kind.strip() for kind in documented.split(" or ")]
+    if value is None:
+        return "null" in kinds
+    return any(isinstance(value, TYPES[kind]) and not isinstance(value, bool) for kind in kinds if kind in TYPES)
+
+
+def selection(**changes) -> grid.Selection:
+    base = grid.selection_from_options("quick", None, None, None)
+    return grid.Selection(**{**base.__dict__, **changes})
+
+
+# ----- the grid -------------------------------------------------------------------------
+def test_the_readme_documents_exactly_the_draft_schema():
+    readme = documented_keys(README)
+    assert list(readme) == list(documented_keys(DRAFT))
+    assert tuple(readme) == grid.EXTRA_INFO_KEYS
+
+
+@pytest.mark.parametrize("profile", list(grid.PROFILES))
+@pytest.mark.parametrize("suite", grid.STRATEGY_SUITES)
+def test_every_registered_strategy_has_cases_in_every_suite(profile, suite):
+    chosen = grid.selection_from_options(profile, None, None, None)
+    cases = grid.cases(suite, chosen)
+    assert grid.uncovered(suite, cases, chosen) == []
+    assert set(strategies.names()) <= {name for case in cases for name in case.covers}
+
+
+def test_a_strategy_left_out_of_a_suite_is_reported():
+    chosen = selection()
+    cases = [case for case in grid.cases("lookup", chosen) if case.strategy != "qr"]
+    assert grid.uncovered("lookup", cases, chosen) == ["qr"]
+
+
+def test_a_new_strategy_appears_in_every_suite_without_editing_bench():
+    from membed.strategies.full import FullEmbedding
+
+    @strategies.register
+    class Doubled(FullEmbedding):
+        strategy_name = "doubled_for_test"
+
+    try:
+        chosen = selection(strategies=tuple(strategies.names()))
+        for suite in grid.STRATEGY_SUITES:
+            assert "doubled_for_test" in {n for case in grid.cases(suite, chosen) for n in case.covers}, suite
+    finally:
+        del strategies.STRATEGIES["doubled_for_test"]
+
+
+def test_quick_grid_is_the_documented_one():
+    chosen = selection(strategies=("qr",))
+    lookups = grid.cases("lookup", chosen)
+    assert {(c.vocab, c.vocab_size, c.side) for c in lookups} == {
+        (vocab, size, None) for vocab in ("synthetic-zipf", "synthetic-uniform") for size in (10**3, 10**5, 10**6)
+    } | {("ml-100k", None, side) for side in ("users", "items")}
+    accuracy = grid.cases("accuracy", chosen)
+    # The baseline and the example's pair always run; qr trains its 20x preset.
+    assert {c.case_id() for c in accuracy if c.vocab == "ml-100k"} == {
+        "accuracy/full/ml-100k/baseline", "accuracy/example_qr+example_md/ml-100k/example", "accuracy/qr/ml-100k/20x",
+    }
+
+
+def test_case_ids_follow_the_schema():
+    case = grid.Case("memory", "qr", "synthetic-zipf", 1000, 64, 4096)
+    assert case.case_id() == "memory/qr/synthetic-zipf/1000/64"
+    movielens = grid.Case("lookup", "qr", "ml-100k", None, 64, 4096, side="users")
+    assert movielens.case_id() == "lookup/qr/ml-100k/users/64"
+    assert movielens.case_id(943) == "lookup/qr/ml-100k/943/64"
+    record = grid.base_record(case)
+    assert tuple(record) == grid.EXTRA_INFO_KEYS and record["schema_version"] == 1
+
+
+def test_sublinear_is_read_from_the_cost_formula():
+    # qr grows like sqrt(V): 10**0.5 over a decade.
+    assert grid.growth_ratio("qr", 64) == pytest.approx(10**0.5, rel=1e-3)
+    assert grid.is_sublinear("qr", 64) and grid.is_sublinear("tt", 64) and grid.is_sublinear("dhe", 64)
+    assert grid.growth_ratio("full", 64) == pytest.approx(10.0)
+    assert not grid.is_sublinear("full", 64)
+    assert grid.size_skip_reason("full", 10**7, 64) is None
+    assert "not sublinear" in grid.size_skip_reason("full", 10**8, 64)
+    assert grid.size_skip_reason("qr", 10**8, 64) is None
+
+
+def test_a_strategy_whose_memory_stops_growing_counts_as_sublinear(monkeypatch):
+    from membed.strategies.base import Cost
+
+    def capped_cost(cls, vocab_size, dim):
+        return Cost.float32(min(vocab_size, 2**20) * dim)
+
+    monkeypatch.setattr(strategies.get("full"), "cost", classmethod(capped_cost))
+    assert grid.is_sublinear("full", 64)
+
+
+def test_vocab_sizes_parse_or_say_how():
+    assert grid.parse_vocab_sizes("1000, 1e5,1_000_000") == (1000, 100_000, 1_000_000)
+    for bad in ("10,abc", "0", "1.5", ","):
+        with pytest.raises(grid.GridError, match="--vocab-sizes"):
+            grid.parse_vocab_sizes(bad)
+
+
+@pytest.mark.parametrize(
+    "arguments, listed",
+    [
+        (("nope", None, None, None), "quick, full"),
+        (("quick", "full,nope", None, None), "full"),
+        (("quick", None, None, "ml-2m"), "ml-100k"),
+    ],
+)
+def test_bad_options_list_the_valid_values(arguments, listed):
+    with pytest.raises(grid.GridError, match=re.escape(listed)):
+        grid.selection_from_options(*arguments)
+
+
+# ----- a tiny run, end to end -------------------------------------------------------------
+BROKEN_PLUGIN = textwrap.dedent('''
+    """Registers a strategy whose lookup raises, here and in the measuring process."""
+    from membed.strategies import register
+    from membed.strategies.full import FullEmbedding
+
+
+    @register
+    class BrokenEmbedding(FullEmbedding):
+        strategy_name = "broken"
+
+        def lookup(self, ids):
+            raise RuntimeError("broken on purpose")
+''')
+
+
+def run_bench(tmp_path: Path, *arguments: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    (tmp_path / "membed_broken_plugin.py").write_text(BROKEN_PLUGIN)
+    environment = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]),
+        # ml-1m is nowhere: it must skip, not download.
+        "MEMBED_DATA_DIR": str(tmp_path),
+        "MEMBED_CACHE_DIR": str(tmp_path / "cache"),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "bench", "-p", "membed_broken_plugin", *arguments],
+        cwd=ROOT, env=environment, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("bench")
+    out = tmp_path / "out.json"
+    completed = run_bench(
+        tmp_path, "--benchmark-only", "--strategies", "broken,full,qr", "--vocab-sizes", "1000",
+        "--datasets", "synthetic-zipf,ml-1m", "-k", "memory or lookup", "--benchmark-json", str(out),
+    )
+    assert out.exists(), completed.stdout[-3000:] + completed.stderr[-3000:]
+    return completed, json.loads(out.read_text())
+
+
+def test_tiny_run_writes_every_documented_key(tiny_run):
+    _, result = tiny_run
+    documented = documented_keys(README)
+    entries = [entry["extra_info"] for entry in result["benchmarks"]]
+    assert {e["suite"] for e in entries} == {"memory", "gather", "lookup"}
+    for info in entries + result["membed"]["not_run"]:
+        assert list(info) == list(documented), info.get("case")
+    for info in entries:
+        if info["status"] == "ok":
+            wrong = {k: info[k] for k, kind in documented.items() if not type_matches(info[k], kind)}
+            assert not wrong, (info["case"], wrong)
+
+
+def test_tiny_run_fills_each_suite(tiny_run):
+    _, result = tiny_run
+    by_case = {entry["extra_info"]["case"]: entry["extra_info"] for entry in result["benchmarks"]}
+    memory = by_case["memory/full/synthetic-zipf/1000/64"]
+    assert memory["status"] == "ok" and memory["params"] == 64_000 and memory["compression"] == 1.0
+    assert memory["train_state_bytes"] == 3 * 4 * 64_000
+    assert memory["peak_alloc_bytes_lookup"] >= memory["param_bytes"]
+    assert memory["peak_alloc_bytes_train"] >= 3 * memory["param_bytes"]
+    assert memory["peak_rss_bytes_lookup"] > 0 and memory["peak_rss_bytes_train"] > 0
+    assert memory["val_mse"] is None and memory["gather_ratio"] is None
+    qr = by_case["lookup/qr/synthetic-zipf/1000/64"]
+    assert qr["options"]["num_buckets"] == 32 and qr["params"] == strategies.cost("qr", 1000, 64).params
+    assert qr["gather_ratio"] > 0 and qr["peak_alloc_bytes_lookup"] is None
+    gather = by_case["gather/gather/synthetic-zipf/1000/64"]
+    assert gather["options"] == {"table_rows": 1000} and gather["gather_ratio"] is None
+    assert result["membed"]["schema_version"] == 1 and result["membed"]["profile"] == "quick"
+
+
+def test_tiny_run_records_failures_and_goes_on(tiny_run):
+    completed, result = tiny_run
+    by_case = {entry["extra_info"]["case"]: entry["extra_info"] for entry in result["benchmarks"]}
+    # Raised inside the measuring process: an entry marked failed, and the next cases still ran.
+    memory = by_case["memory/broken/synthetic-zipf/1000/64"]
+    assert memory["status"] == "failed" and "broken on purpose" in memory["reason"]
+    assert memory["peak_alloc_bytes_lookup"] is None and memory["params"] == 64_000
+    assert by_case["memory/qr/synthetic-zipf/1000/64"]["status"] == "ok"
+    # Raised in the timed suite before an entry existed: a failed not_run entry.
+    not_run = {entry["case"]: entry for entry in result["membed"]["not_run"]}
+    lookup = not_run["lookup/broken/synthetic-zipf/1000/64"]
+    assert lookup["status"] == "failed" and lookup["reason"].startswith("RuntimeError: broken on purpose")
+    assert "lookup/full/synthetic-zipf/1000/64" in by_case
+    assert completed.returncode == 1  # the lookup failure is a test failure; the run finished
+    # An unavailable dataset skips with how to provide it, never downloads.
+    skipped = not_run["memory/qr/ml-1m/users/64"]
+    assert skipped["status"] == "skipped" and "MEMBED_DATA_DIR=" in skipped["reason"]
+    assert skipped["vocab_size"] is None
+
+
+class _Options:
+    """A stand-in for pytest's config: the options bench/conftest.py reads."""
+
+    def __init__(self, **values):
+        self.values = {"profile": "quick", "strategies": None, "vocab_sizes": None, "datasets": None,
+                       "allow_download": False, "measure_timeout": 600.0, **values}
+        self.stash = pytest.Stash()
+
+    def getoption(self, name):
+        return self.values[name]
+
+    def addinivalue_line(self, *args):
+        pass
+
+
+@pytest.mark.parametrize(
+    "values, listed",
+    [
+        ({"strategies": "full,nope"}, "unknown strategy 'nope' in --strategies. Use one of: "),
+        ({"datasets": "ml-2m"}, "unknown dataset 'ml-2m' in --datasets. Use one of: synthetic-zipf"),
+        ({"vocab_sizes": "1e3,x"}, "malformed --vocab-sizes '1e3,x'"),
+    ],
+)
+def test_a_bad_option_is_a_usage_error_at_configure_time(values, listed):
+    from bench import conftest
+
+    with pytest.raises(pytest.UsageError, match=re.escape(listed)):
+        conftest.pytest_configure(_Options(**values))
+    config = _Options()
+    conftest.pytest_configure(config)
+    assert config.stash[conftest.SELECTION].profile.name == "quick"
