@@ -223,7 +223,7 @@ class Harness:
         return sizes
 
     # -- layers
-    def build_layer(self, case: grid.Case, source: measure.IdSource, record: dict):
+    def build_layer(self, case: grid.Case, source: measure.IdSource, record: dict, options: dict | None = None):
         """The case's layer, seeded, with counts where the strategy uses them; record gets its real sizes."""
         import keras
 
@@ -231,7 +231,7 @@ class Harness:
 
         keras.utils.set_random_seed(grid.SEED)
         counts = source.counts() if strategies.get(case.strategy).needs_counts else None
-        layer = strategies.build(case.strategy, source.vocab_size, case.dim, counts=counts)
+        layer = strategies.build(case.strategy, source.vocab_size, case.dim, counts=counts, **(options or {}))
         if not layer.built:
             layer.build((case.batch_size,))
         trainable = int(sum(int(np.prod(v.shape)) for v in layer.trainable_variables))

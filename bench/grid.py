@@ -31,7 +31,7 @@ from membed import measure, strategies
 from membed.data import MOVIELENS
 
 SCHEMA_VERSION = 1
-SUITES = ("memory", "gather", "lookup", "train_step", "accuracy")
+SUITES = ("memory", "gather", "lookup", "train_step", "accuracy", "blocks", "pipeline")
 # Suites that must hold a case for every selected strategy (gather is the bare-op reference).
 STRATEGY_SUITES = ("memory", "lookup", "train_step", "accuracy")
 SYNTHETIC_STREAMS = measure.SYNTHETIC_VOCABS
@@ -50,6 +50,13 @@ ACCURACY_LEARNING_RATE = 1e-3
 ACCURACY_DIM = 64
 TRAIN_FRACTION = 0.85
 SEED = 42
+# The blocks suite: mixed_dim against the example's masked layer as blocks are added,
+# on the example's 3,706 movies.
+BLOCK_COUNTS = (3, 8, 16)
+BLOCKS_VOCAB_SIZE = 3706
+BLOCK_STRATEGIES = ("mixed_dim", "example_md")
+# The pipeline suite: one epoch of the example's memory-efficient model, three ways.
+PIPELINES = ("example-pipeline", "example_qr+example_md", "qr+mixed_dim")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +83,7 @@ class Profile:
         accuracy_presets: presets trained per strategy, by name (None: every preset of
             `membed.presets`); a strategy with none of them trains its first preset.
         planted: `planted_ratings` arguments of the synthetic-planted vocabulary.
+        pipeline_rounds: fits per case of the pipeline suite (the median is compared).
     """
 
     name: str
@@ -92,6 +100,7 @@ class Profile:
     accuracy_epochs: int
     accuracy_presets: tuple[str, ...] | None
     planted: dict[str, int]
+    pipeline_rounds: int = 3
 
 
 PROFILES: dict[str, Profile] = {
@@ -112,6 +121,7 @@ PROFILES: dict[str, Profile] = {
         accuracy_epochs=1,
         accuracy_presets=("baseline", "example", "20x"),
         planted={"num_users": 2000, "num_items": 1000, "num_ratings": 20_000},
+        pipeline_rounds=2,
     ),
     # The whole grid.
     "full": Profile(
@@ -177,17 +187,20 @@ class Case:
 
     @property
     def test_id(self) -> str:
-        if self.suite == "accuracy":
+        if self.suite in ("accuracy", "pipeline"):
             return f"{self.strategy}-{self.vocab}-{self.preset}"
         size = self.side if self.vocab_size is None else str(self.vocab_size)
-        return f"{self.strategy}-{self.vocab}-{size}-{self.dim}"
+        variant = f"-{self.preset}" if self.preset else ""
+        return f"{self.strategy}-{self.vocab}-{size}-{self.dim}{variant}"
 
     def case_id(self, vocab_size: int | None = None) -> str:
-        """The schema's stable id: `suite/strategy/vocab/vocab_size/dim`, `accuracy/pair/vocab/preset`."""
-        if self.suite == "accuracy":
-            return f"accuracy/{self.strategy}/{self.vocab}/{self.preset}"
+        """The schema's stable id: `suite/strategy/vocab/vocab_size/dim[/variant]`, `accuracy/pair/vocab/preset`."""
+        if self.suite in ("accuracy", "pipeline"):
+            return f"{self.suite}/{self.strategy}/{self.vocab}/{self.preset}"
         size = vocab_size if vocab_size is not None else self.vocab_size
-        return f"{self.suite}/{self.strategy}/{self.vocab}/{size if size is not None else self.side}/{self.dim}"
+        variant = f"/{self.preset}" if self.preset else ""
+        return (f"{self.suite}/{self.strategy}/{self.vocab}/{size if size is not None else self.side}/"
+                f"{self.dim}{variant}")
 
     def with_size(self, vocab_size: int) -> "Case":
         return dataclasses.replace(self, vocab_size=int(vocab_size))
@@ -315,6 +328,15 @@ def cases(suite: str, selection: Selection) -> list[Case]:
                                 preset=pair.preset, user_strategy=pair.user, item_strategy=pair.item)
                     out.setdefault(case.case_id(), case)
         return list(out.values())
+    if suite == "blocks":
+        return [Case("blocks", name, "synthetic-zipf", BLOCKS_VOCAB_SIZE, ACCURACY_DIM, profile.batch_size,
+                     preset=f"{count}-blocks")
+                for count in BLOCK_COUNTS for name in BLOCK_STRATEGIES
+                if name in strategies.names() and name in selection.strategies]
+    if suite == "pipeline":
+        vocabs = [v for v in selection.vocabs_of("accuracy") if v in MOVIELENS]
+        return [Case("pipeline", pipeline, vocab, None, ACCURACY_DIM, ACCURACY_BATCH_SIZE, preset="1-epoch")
+                for vocab in vocabs for pipeline in PIPELINES]
     if suite == "gather":
         # The reference of every vocabulary a lookup or train_step case uses.
         axis = list(dict.fromkeys(_vocab_axis(selection, "lookup") + _vocab_axis(selection, "train_step")))

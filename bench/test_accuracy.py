@@ -21,10 +21,11 @@ from membed import measure, presets
 from membed.data import random_split
 
 
-def find_pair(case: grid.Case, num_users: int, num_items: int) -> presets.Pair:
-    """The case's pair with options computed for this data's sizes."""
+def find_pair(case: grid.Case, data) -> presets.Pair:
+    """The case's pair with options computed for this data's sizes and counts."""
     for owner in case.covers:
-        for pair in presets.accuracy_pairs(owner, num_users, num_items, case.dim):
+        for pair in presets.accuracy_pairs(owner, data.num_users, data.num_items, case.dim,
+                                           data.user_counts, data.item_counts):
             if (pair.preset, pair.user, pair.item) == (case.preset, case.user_strategy, case.item_strategy):
                 return pair
     raise LookupError(f"{case.case_id()}: membed.presets no longer defines this pair.")
@@ -34,7 +35,7 @@ def find_pair(case: grid.Case, num_users: int, num_items: int) -> presets.Pair:
 def test_accuracy(benchmark, case: grid.Case, harness, record: dict) -> None:
     data = harness.ratings(case.vocab)
     record["vocab_size"] = data.num_users + data.num_items
-    pair = find_pair(case, data.num_users, data.num_items)
+    pair = find_pair(case, data)
     record["options"] = measure.jsonable({"user": pair.user_options, "item": pair.item_options})
     if pair.error is not None:
         pytest.skip(f"invalid combination: {pair.error}")

@@ -41,11 +41,12 @@ BASELINE = Pair("baseline", "full", "full")
 EXAMPLE = Pair("example", "example_qr", "example_md")
 
 
-def compression_presets(strategy: str, num_users: int, num_items: int, dim: int = 64) -> list[Pair]:
+def compression_presets(strategy: str, num_users: int, num_items: int, dim: int = 64,
+                        user_counts=None, item_counts=None) -> list[Pair]:
     """The strategy's named presets; unreachable ones carry the reason in `error`."""
     cls = strategies.get(strategy)
-    user_presets = cls.accuracy_presets(num_users, dim)
-    item_presets = cls.accuracy_presets(num_items, dim)
+    user_presets = cls.accuracy_presets(num_users, dim, user_counts)
+    item_presets = cls.accuracy_presets(num_items, dim, item_counts)
     pairs = []
     for preset, user_options in user_presets.items():
         item_options = item_presets[preset]
@@ -57,13 +58,14 @@ def compression_presets(strategy: str, num_users: int, num_items: int, dim: int 
     return pairs
 
 
-def accuracy_pairs(strategy: str, num_users: int, num_items: int, dim: int = 64) -> list[Pair]:
-    """The pairs the accuracy suite trains for one registered strategy."""
+def accuracy_pairs(strategy: str, num_users: int, num_items: int, dim: int = 64,
+                   user_counts=None, item_counts=None) -> list[Pair]:
+    """The pairs the accuracy suite trains for one registered strategy (counts: the data's)."""
     if strategy == "full":
         return [BASELINE]
     if strategy in (EXAMPLE.user, EXAMPLE.item):
         return [EXAMPLE]
-    return compression_presets(strategy, num_users, num_items, dim)
+    return compression_presets(strategy, num_users, num_items, dim, user_counts, item_counts)
 
 
 def fit_pair(pair: Pair, data, train_idx, val_idx, dim: int = 64, **train_options):
@@ -94,7 +96,7 @@ def fit_pair(pair: Pair, data, train_idx, val_idx, dim: int = 64, **train_option
     converted = rating_model(user_layer, item_layer)
     compile_for_ratings(converted)
     metrics = converted.evaluate(make_dataset(data, val_idx, 1024, shuffle=False), verbose=0, return_dict=True)
-    result.val_mse[-1], result.val_mae[-1], result.val_rmse[-1] = (
-        float(metrics["loss"]), float(metrics["mae"]), float(metrics["rmse"]))
+    result.val_mse[-1], result.val_mae[-1] = float(metrics["loss"]), float(metrics["mae"])
+    result.val_rmse[-1] = float(metrics["loss"]) ** 0.5
     result.params = int(converted.count_params())
     return converted, result

@@ -40,7 +40,9 @@ class TrainResult:
             train_mse=[float(v) for v in logs["loss"]],
             val_mse=[float(v) for v in logs["val_loss"]],
             val_mae=[float(v) for v in logs["val_mae"]],
-            val_rmse=[float(v) for v in logs["val_rmse"]],
+            # The loss is the mean squared error over all validation ratings, so its
+            # square root is their RMSE; no separate metric runs every step.
+            val_rmse=[float(np.sqrt(v)) for v in logs["val_loss"]],
             fit_seconds=fit_seconds,
             params=params,
         )
@@ -48,23 +50,35 @@ class TrainResult:
 
 def compile_for_ratings(model: keras.Model, learning_rate: float = 1e-3, jit_compile: bool | str = False,
                         steps_per_execution: int = 1) -> None:
-    """The example's recipe: Adam, MSE loss, MAE (and RMSE) metrics."""
+    """The example's recipe: Adam, MSE loss, MAE metric."""
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
         loss="mse",
-        metrics=[keras.metrics.MeanAbsoluteError(name="mae"), keras.metrics.RootMeanSquaredError(name="rmse")],
+        metrics=[keras.metrics.MeanAbsoluteError(name="mae")],
         jit_compile=jit_compile,
         steps_per_execution=steps_per_execution,
     )
 
 
 def make_dataset(data, index: np.ndarray, batch_size: int, shuffle: bool, seed: int = 0) -> tf.data.Dataset:
-    """(features, rating) batches from the in-memory arrays of `data`, rows `index`."""
-    features = {"user": data.users[index].astype("int32"), "item": data.items[index].astype("int32")}
-    dataset = tf.data.Dataset.from_tensor_slices((features, data.ratings[index].astype("float32")))
+    """(features, rating) batches from the in-memory arrays of `data`, rows `index`.
+
+    With `shuffle`, each epoch reshuffles all rows. Only row numbers pass
+    through the shuffle; each batch is then gathered at once, so tf.data works
+    per batch rather than per rating (iterating an ml-100k epoch went from
+    0.43 s to 0.31 s) with the same order as shuffling the ratings.
+    """
+    users = tf.constant(data.users[index].astype("int32"))
+    items = tf.constant(data.items[index].astype("int32"))
+    ratings = tf.constant(data.ratings[index].astype("float32"))
+    rows = tf.data.Dataset.range(len(index))
     if shuffle:
-        dataset = dataset.shuffle(len(index), seed=seed, reshuffle_each_iteration=True)
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        rows = rows.shuffle(len(index), seed=seed, reshuffle_each_iteration=True)
+
+    def gather(picked):
+        return {"user": tf.gather(users, picked), "item": tf.gather(items, picked)}, tf.gather(ratings, picked)
+
+    return rows.batch(batch_size).map(gather).prefetch(tf.data.AUTOTUNE)
 
 
 class _EpochProgress(keras.callbacks.Callback):

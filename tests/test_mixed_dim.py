@@ -13,7 +13,7 @@ def zipf_counts(vocab_size, seed=0):
 def test_each_id_is_in_its_frequency_block():
     counts = zipf_counts(3706)
     layer = strategies.build("mixed_dim", 3706, 64, boundaries=[400, 1700], dims=[64, 32, 16], counts=counts)
-    rank = keras.ops.convert_to_numpy(layer.index("rank"))
+    rank = layer.ranks()
     order = np.argsort(-counts, kind="stable")
     assert (rank[order] == np.arange(3706)).all()
     top, bottom = order[0], order[-1]
@@ -29,7 +29,7 @@ def test_lookup_reads_the_id_row_of_its_own_block():
     layer = strategies.build("mixed_dim", 100, 8, boundaries=[10, 40], dims=[8, 4, 2], counts=counts)
     ids = np.arange(100)
     out = keras.ops.convert_to_numpy(layer(ids))
-    rank = keras.ops.convert_to_numpy(layer.index("rank"))
+    rank = layer.ranks()
     tables = [keras.ops.convert_to_numpy(t) for t in layer.tables]
     projections = [None if p is None else keras.ops.convert_to_numpy(p) for p in layer.projections]
     starts = [0, 10, 40]
@@ -125,3 +125,13 @@ def test_presets_stay_within_budget():
     # Every id keeps at least one float, so dim 64 caps the compression below 64x.
     with pytest.raises(ValueError, match="cannot reach 100x"):
         MixedDimEmbedding.options_for_compression(100_000, 64, 100)
+
+
+def test_projection_bias_matches_the_examples_block_layout():
+    # With biases and the example's blocks, mixed_dim holds the example's parameters
+    # less its three unused out-of-vocabulary rows (64 + 32 + 16).
+    layer = strategies.build("mixed_dim", 3706, 64, boundaries=[400, 1700], dims=[64, 32, 16],
+                             projection_bias=True)
+    assert layer.count_params() == 102_608 - (64 + 32 + 16)
+    assert layer.layer_cost().params == layer.count_params()
+    assert [b is None for b in layer.biases] == [True, False, False]

@@ -147,10 +147,12 @@ class EmbeddingStrategy(keras.layers.Layer):
         raise ValueError(f"{cls.strategy_name}: has no compression presets.")
 
     @classmethod
-    def accuracy_presets(cls, vocab_size: int, dim: int) -> dict[str, dict | ValueError]:
+    def accuracy_presets(cls, vocab_size: int, dim: int, counts=None) -> dict[str, dict | ValueError]:
         """Named option sets the accuracy suite trains: `5x`, `20x`, `100x` by default.
 
         A preset the strategy cannot reach maps to the ValueError that says why.
+        `counts` are the data's per-id counts, for strategies whose size
+        depends on them.
         """
         presets: dict[str, dict | ValueError] = {}
         for compression in cls.preset_compressions:

@@ -71,11 +71,14 @@ def power_law_dims(frequencies: np.ndarray, dim: int, alpha: float, round_pow2: 
     return dims
 
 
-def md_params(boundaries: list[int], dims: list[int], vocab_size: int, dim: int) -> int:
+def md_params(boundaries: list[int], dims: list[int], vocab_size: int, dim: int,
+              projection_bias: bool = False) -> int:
     edges = [0, *boundaries, vocab_size]
     total = 0
     for start, end, block_dim in zip(edges[:-1], edges[1:], dims):
-        total += (end - start) * block_dim + (block_dim * dim if block_dim < dim else 0)
+        total += (end - start) * block_dim
+        if block_dim < dim:
+            total += block_dim * dim + (dim if projection_bias else 0)
     return total
 
 
@@ -126,10 +129,11 @@ class MixedDimEmbedding(EmbeddingStrategy):
         "alpha": Option(float, 0.3, "power-law temperature in [0, 1]"),
         "round_pow2": Option(parse_bool, False, "round derived dims to powers of 2"),
         "budget": Option(optional_int, None, "parameter budget; solves alpha"),
+        "projection_bias": Option(parse_bool, False, "give projections a bias (the Keras example's Dense does)"),
     }
 
     def __init__(self, vocab_size, dim, boundaries=None, dims=None, num_blocks=4, alpha=0.3,
-                 round_pow2=False, budget=None, counts=None, **kwargs):
+                 round_pow2=False, budget=None, projection_bias=False, counts=None, **kwargs):
         super().__init__(vocab_size, dim, **kwargs)
         order = frequency_order(counts, vocab_size, type(self).__name__)
         sorted_counts = None if counts is None else np.asarray(counts)[order]
@@ -137,19 +141,24 @@ class MixedDimEmbedding(EmbeddingStrategy):
         self.alpha = alpha
         self.round_pow2 = round_pow2
         self.budget = budget
+        self.projection_bias = bool(projection_bias)
         self.boundaries, self.dims = self.resolve(
-            vocab_size, dim, boundaries, dims, num_blocks, alpha, round_pow2, budget, sorted_counts
+            vocab_size, dim, boundaries, dims, num_blocks, alpha, round_pow2, budget, sorted_counts,
+            projection_bias,
         )
-        rank = np.empty(vocab_size, dtype=np.int32)
-        rank[order] = np.arange(vocab_size, dtype=np.int32)
-        self.set_index("rank", rank)
         edges = [0, *self.boundaries, vocab_size]
         self.block_rows = [end - start for start, end in zip(edges[:-1], edges[1:])]
-        self._block_starts = np.asarray(edges[:-1], dtype=np.int32)
+        # One packed slot per id, `row_in_block * num_blocks + block`, so a lookup
+        # finds both with one gather (no search over the boundaries).
+        rank = np.empty(vocab_size, dtype=np.int64)
+        rank[order] = np.arange(vocab_size)
+        block = np.searchsorted(np.asarray(self.boundaries, dtype=np.int64), rank, side="right")
+        slot = (rank - np.asarray(edges, dtype=np.int64)[block]) * len(self.block_rows) + block
+        self.set_index("slot", slot.astype(np.int32 if slot.max(initial=0) < 2**31 else np.int64))
 
     @classmethod
     def resolve(cls, vocab_size, dim, boundaries, dims, num_blocks, alpha, round_pow2, budget,
-                sorted_counts=None) -> tuple[list[int], list[int]]:
+                sorted_counts=None, projection_bias=False) -> tuple[list[int], list[int]]:
         """Validates the options and returns explicit (boundaries, dims)."""
         label = cls.__name__
         if not 0.0 <= float(alpha) <= 1.0:
@@ -177,14 +186,17 @@ class MixedDimEmbedding(EmbeddingStrategy):
         frequencies = block_frequencies(boundaries, vocab_size, sorted_counts)
         if budget is None:
             return boundaries, power_law_dims(frequencies, dim, float(alpha), round_pow2)
-        return boundaries, cls._solve_budget(vocab_size, dim, boundaries, frequencies, round_pow2, budget)
+        return boundaries, cls._solve_budget(vocab_size, dim, boundaries, frequencies, round_pow2, budget,
+                                             projection_bias)
 
     @classmethod
-    def _solve_budget(cls, vocab_size, dim, boundaries, frequencies, round_pow2, budget) -> list[int]:
+    def _solve_budget(cls, vocab_size, dim, boundaries, frequencies, round_pow2, budget,
+                      projection_bias=False) -> list[int]:
         """Smallest alpha (widest rows) whose parameter count fits `budget`."""
 
         def params(a):
-            return md_params(boundaries, power_law_dims(frequencies, dim, a, round_pow2), vocab_size, dim)
+            dims = power_law_dims(frequencies, dim, a, round_pow2)
+            return md_params(boundaries, dims, vocab_size, dim, projection_bias)
 
         if params(0.0) <= budget:
             return power_law_dims(frequencies, dim, 0.0, round_pow2)
@@ -202,35 +214,59 @@ class MixedDimEmbedding(EmbeddingStrategy):
 
     @classmethod
     def cost(cls, vocab_size, dim, boundaries=None, dims=None, num_blocks=4, alpha=0.3,
-             round_pow2=False, budget=None, counts=None) -> Cost:
+             round_pow2=False, budget=None, projection_bias=False, counts=None) -> Cost:
         sorted_counts = None if counts is None else np.sort(np.asarray(counts))[::-1]
         boundaries, dims = cls.resolve(
-            vocab_size, dim, boundaries, dims, num_blocks, alpha, round_pow2, budget, sorted_counts
+            vocab_size, dim, boundaries, dims, num_blocks, alpha, round_pow2, budget, sorted_counts,
+            projection_bias,
         )
-        return Cost.float32(md_params(boundaries, dims, vocab_size, dim), index_bytes=4 * vocab_size)
+        slots = vocab_size * (len(boundaries) + 1)  # largest packed slot + 1, at most
+        index_bytes = (4 if slots <= 2**31 else 8) * vocab_size
+        return Cost.float32(md_params(boundaries, dims, vocab_size, dim, projection_bias), index_bytes=index_bytes)
 
     @classmethod
-    def options_for_compression(cls, vocab_size, dim, compression) -> dict:
+    def options_for_compression(cls, vocab_size, dim, compression, counts=None) -> dict:
+        """A parameter budget of V*dim/compression; with `counts`, one these counts can meet."""
         budget = int(vocab_size * dim / compression)
         # More blocks make a smaller head block, which higher compression needs.
         for num_blocks in range(4, 9):
             options = {"num_blocks": num_blocks, "budget": budget}
             try:
-                cls.cost(vocab_size, dim, **options)
+                cls.cost(vocab_size, dim, counts=counts, **options)
             except ValueError:
                 continue
             return options
         raise ValueError(f"mixed_dim: cannot reach {compression}x compression at vocab_size={vocab_size}.")
 
+    @classmethod
+    def accuracy_presets(cls, vocab_size, dim, counts=None) -> dict:
+        presets = {}
+        for compression in cls.preset_compressions:
+            try:
+                presets[f"{compression}x"] = cls.options_for_compression(vocab_size, dim, compression, counts)
+            except ValueError as error:
+                presets[f"{compression}x"] = error
+        return presets
+
     def build(self, input_shape=None):
-        self.tables = []
-        self.projections = []
+        self.tables, self.projections, self.biases = [], [], []
         for b, (rows, block_dim) in enumerate(zip(self.block_rows, self.dims)):
             self.tables.append(self.add_weight(shape=(rows, block_dim), initializer="uniform", name=f"block_{b}"))
+            projected = block_dim < self.dim
             self.projections.append(
                 self.add_weight(shape=(block_dim, self.dim), initializer="glorot_uniform", name=f"projection_{b}")
-                if block_dim < self.dim else None
+                if projected else None
             )
+            self.biases.append(
+                self.add_weight(shape=(self.dim,), initializer="zeros", name=f"projection_{b}_bias")
+                if projected and self.projection_bias else None
+            )
+
+    def ranks(self) -> np.ndarray:
+        """Each id's frequency rank (0 = most frequent), read back from the packed slots."""
+        slot = self._index_arrays["slot"].astype(np.int64)
+        starts = np.asarray([0, *self.boundaries], dtype=np.int64)
+        return starts[slot % len(self.tables)] + slot // len(self.tables)
 
     def _gather(self, table, rows):
         """One gather; a seam for tests that count the rows each lookup touches."""
@@ -238,15 +274,19 @@ class MixedDimEmbedding(EmbeddingStrategy):
 
     def _block_vectors(self, b, local):
         vectors = self._gather(self.tables[b], local)
-        return vectors if self.projections[b] is None else ops.matmul(vectors, self.projections[b])
+        if self.projections[b] is not None:
+            vectors = ops.matmul(vectors, self.projections[b])
+        if self.biases[b] is not None:
+            vectors = vectors + self.biases[b]
+        return vectors
 
     def lookup(self, ids):
-        rank = ops.take(self.index("rank"), ids, axis=0)
-        if len(self.tables) == 1:
-            return self._block_vectors(0, rank)
-        block = ops.searchsorted(ops.convert_to_tensor(self.boundaries, dtype="int32"), rank, side="right")
-        block = ops.cast(block, "int32")
-        local = rank - ops.take(ops.convert_to_tensor(self._block_starts), block, axis=0)
+        slot = ops.take(self.index("slot"), ids, axis=0)
+        num_blocks = len(self.tables)
+        if num_blocks == 1:
+            return self._block_vectors(0, slot)
+        block = ops.cast(ops.mod(slot, num_blocks), "int32")
+        local = ops.floor_divide(slot, num_blocks)
         if keras.backend.backend() != "tensorflow":
             # Backends without a dynamic partition: mask per block (k times the work).
             out = 0.0

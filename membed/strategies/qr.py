@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import math
 
-from keras import initializers, ops
+from keras import ops
 
-from membed.strategies.base import Cost, EmbeddingStrategy, Option, check_choice, check_positive, optional_int
+from membed.strategies.base import (
+    Cost,
+    EmbeddingStrategy,
+    Option,
+    TableUniform,
+    check_choice,
+    check_positive,
+    optional_int,
+)
 from membed.strategies.registry import register
 
 COMBINERS = ("mult", "add", "concat")
@@ -106,21 +114,12 @@ class QREmbedding(EmbeddingStrategy):
                 return {"num_buckets": buckets, "combiner": "mult", "partitions": partitions}
         raise ValueError(f"qr: cannot reach {compression}x compression at vocab_size={vocab_size}.")
 
-    def _initializer(self):
-        # Rows of the combined table get the variance of Keras's default
-        # uniform(-0.05, 0.05) table, whatever the combiner.
-        target_var = 0.05**2 / 3
-        if self.combiner == "mult":
-            limit = math.sqrt(3) * target_var ** (1 / (2 * self.partitions))
-        elif self.combiner == "add":
-            limit = 0.05 / math.sqrt(self.partitions)
-        else:
-            limit = 0.05
-        return initializers.RandomUniform(-limit, limit)
-
     def build(self, input_shape=None):
         self.tables = [
-            self.add_weight(shape=(rows, dim), initializer=self._initializer(), name=f"partition_{j}")
+            # Keras's default table init, as the example's QR tables have. (Matching the
+            # combined rows' variance to a plain table instead trained slower: ml-100k
+            # val MSE after one epoch 1.63 against 1.16 for full tables.)
+            self.add_weight(shape=(rows, dim), initializer=TableUniform(0.05), name=f"partition_{j}")
             for j, (rows, dim) in enumerate(zip(self.table_rows, self.table_dims))
         ]
 

@@ -95,7 +95,7 @@ class QuantizedEmbedding(EmbeddingStrategy):
         return {"storage": storage}
 
     @classmethod
-    def accuracy_presets(cls, vocab_size, dim) -> dict:
+    def accuracy_presets(cls, vocab_size, dim, counts=None) -> dict:
         # Trained as a float table, then stored in each format (post-training).
         return {storage: {"storage": storage} for storage in STORAGES}
 
