@@ -108,8 +108,8 @@ class EmbeddingStrategy(keras.layers.Layer):
     Args:
         vocab_size: number of ids; valid ids are `0 .. vocab_size - 1`.
         dim: the base embedding dimension every id is mapped to.
-        check_ids: raise on out-of-range ids (on by default; it costs one min
-            and one max over the batch).
+        check_ids: raise on out-of-range ids (on by default; it costs one max
+            over the batch).
     """
 
     strategy_name: ClassVar[str] = ""
@@ -243,10 +243,12 @@ class EmbeddingStrategy(keras.layers.Layer):
             if bad.size:
                 raise InvalidIdError(self._range_message(int(bad.flat[0])))
             return ids
-        lowest = tf.reduce_min(ids)
-        highest = tf.reduce_max(ids)
-        in_range = tf.logical_and(lowest >= 0, highest < self.vocab_size)
-        bad = tf.where(lowest < 0, lowest, highest)
+        # One reduction: as unsigned, negative ids wrap above every valid id, so the
+        # largest unsigned id is the first to check (and casts back to the bad id).
+        unsigned = tf.uint32 if ids.dtype == tf.int32 else tf.uint64
+        highest = tf.reduce_max(tf.bitcast(ids, unsigned))
+        in_range = highest < self.vocab_size
+        bad = tf.bitcast(highest, ids.dtype)
         # Plain string constants (no StringFormat) keep the check compilable by XLA,
         # which drops Assert ops: under jit_compile the range check is not enforced.
         assertion = tf.debugging.Assert(
