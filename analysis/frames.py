@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 
 MIB = 1024 * 1024
-SUITE_ORDER = ("memory", "lookup", "gather", "train_step", "accuracy")
+SUITE_ORDER = ("memory", "lookup", "gather", "train_step", "blocks", "accuracy", "pipeline")
 # Suites whose stats time something worth reading; the memory suite's and the
 # accuracy suite's stats time setup and fit, which have their own columns.
-LATENCY_SUITES = ("lookup", "gather", "train_step")
+LATENCY_SUITES = ("lookup", "gather", "train_step", "blocks")
 KEY_COLUMNS = ("vocab", "vocab_size", "strategy", "preset", "dim")
 BASELINE_STRATEGY = "full"
 BASELINE_PRESET = "baseline"
@@ -43,6 +43,8 @@ METRICS: tuple[tuple[str, str, float], ...] = (
     ("MSE vs full %", "mse_vs_full_pct", 1.0),
     ("excess MSE", "excess_mse", 1.0),
     ("fit s", "fit_seconds", 1.0),
+    ("speedup vs example", "speedup_vs_example", 1.0),
+    ("val MSE vs example", "val_mse_delta_vs_example", 1.0),
 )
 LATENCY_LABELS = ("median ms", "p95 ms")
 
