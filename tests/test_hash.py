@@ -7,27 +7,11 @@ import numpy as np
 import pytest
 from keras import ops
 
+from helpers import fit_to_teacher, randomise_weights
+
 from membed.strategies import registry
 from membed.strategies._hashing import HashFamily
 from membed.strategies.hash import HashEmbedding
-
-
-def _fit(student, teacher, ids, steps=80, learning_rate=0.05) -> tuple[float, float]:
-    """MSE of `student` against `teacher`'s outputs before and after `steps` full-batch Adam steps."""
-    targets = ops.convert_to_numpy(teacher(ids))
-    model = keras.Sequential([keras.Input(shape=(), dtype="int32"), student])
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mse")
-    before = model.evaluate(ids, targets, batch_size=len(ids), verbose=0)
-    # One epoch over `steps` copies of the batch: far less per-epoch overhead than `steps` epochs.
-    model.fit(
-        np.tile(ids, steps), np.tile(targets, (steps, 1)), batch_size=len(ids), shuffle=False, verbose=0
-    )
-    return before, model.evaluate(ids, targets, batch_size=len(ids), verbose=0)
-
-
-def _randomise(layer, seed=0) -> None:
-    rng = np.random.default_rng(seed)
-    layer.set_weights([rng.normal(size=w.shape).astype("float32") for w in layer.get_weights()])
 
 
 @pytest.mark.parametrize(
@@ -108,9 +92,9 @@ def test_learns_a_planted_table():
     keras.utils.set_random_seed(0)
     ids = np.arange(200, dtype="int32")
     teacher = registry.build("hash", 200, 8, num_rows=50, seed=3)
-    _randomise(teacher)
+    randomise_weights(teacher)
     student = registry.build("hash", 200, 8, num_rows=50, seed=3)
-    before, after = _fit(student, teacher, ids)
+    before, after = fit_to_teacher(student, teacher, ids)
     assert after < 0.01 * before
 
 

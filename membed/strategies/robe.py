@@ -19,6 +19,9 @@ from membed.strategies.registry import register
 
 # The default array holds a hundredth of a full table's values (100x).
 DEFAULT_COMPRESSION = 100
+# A default array never exceeds 2**24 floats (64 MiB): at 1e8 ids and dim 64
+# that is about 380x, and the memory stays put as V grows.
+MAX_DEFAULT_SIZE = 2**24
 DEFAULT_MAX_BLOCK = 32
 
 
@@ -35,7 +38,8 @@ class ROBEEmbedding(EmbeddingStrategy):
 
     Args:
         size: length M of the shared array, 1 <= M <= vocab_size * dim;
-            default `max(block_size, ceil(vocab_size * dim / 100))` (100x).
+            default `max(block_size, ceil(vocab_size * dim / 100))` (100x), at
+            most 2**24.
         block_size: Z, values read per hash, 1 <= Z <= dim; default
             `min(dim, 32)`.
         seed: hash seed, an integer >= 0.
@@ -53,7 +57,7 @@ class ROBEEmbedding(EmbeddingStrategy):
     strategy_name = "robe"
     summary = "ROBE-Z: each id reads hashed blocks of Z values from one shared 1-D array."
     options = {
-        "size": Option(optional_int, None, "length of the shared array (default V*dim/100, >= block_size)"),
+        "size": Option(optional_int, None, "length of the shared array (default V*dim/100, at most 2**24)"),
         "block_size": Option(
             optional_int, None, "Z, consecutive values per hash, 1..dim (default min(dim, 32))"
         ),
@@ -81,7 +85,7 @@ class ROBEEmbedding(EmbeddingStrategy):
         if block_size > dim:
             raise ValueError(f"{label}: invalid `block_size`: {block_size}. It must be <= dim ({dim}).")
         if size is None:
-            size = max(block_size, math.ceil(vocab_size * dim / DEFAULT_COMPRESSION))
+            size = max(block_size, min(MAX_DEFAULT_SIZE, math.ceil(vocab_size * dim / DEFAULT_COMPRESSION)))
         check_positive(label, "size", size)
         if size > vocab_size * dim:
             raise ValueError(
