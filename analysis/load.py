@@ -236,6 +236,10 @@ def frame_of(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
             frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
     # Only a literal true marks a projection; absent keys (NaN/None) read as measured.
     frame["projected"] = frame["projected"].eq(True) if "projected" in frame else False
+    # A memory case that was not run but carries sizes holds them from the cost
+    # formulas (the suite fills them before deciding to skip): a projection too.
+    formula_only = (frame["suite"] == "memory") & frame["status"].isin(["skipped", "failed"]) & frame["params"].notna()
+    frame["projected"] = frame["projected"] | formula_only
     ordered = [*EXTRA_COLUMNS, "projected", *STAT_COLUMNS]
     rest = [c for c in frame.columns if c not in ordered]
     return frame[ordered + rest].reset_index(drop=True)

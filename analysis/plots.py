@@ -68,12 +68,19 @@ def _grid(count: int, cell: tuple[float, float] = (5.0, 3.8)) -> tuple[Figure, l
 
 def plot_memory_vs_vocab(frame: pd.DataFrame, path: Path) -> Path | None:
     """Params and peak memory vs vocab size, log-log; returns the path, or None without data."""
-    rows = ok_rows(frame[frame["suite"] == "memory"]).dropna(subset=["vocab_size"])
+    memory = frame[frame["suite"] == "memory"]
+    rows = memory[(memory["status"] == "ok") | memory["projected"]].dropna(subset=["vocab_size"])
+    if rows.empty:
+        return None
+    # One line per strategy: the vocabulary measured at the most sizes (the synthetic sweep).
+    sizes_per_vocab = rows.groupby("vocab")["vocab_size"].nunique()
+    sweep = sizes_per_vocab.idxmax()
+    rows = rows[rows["vocab"] == sweep]
     panels = [p for p in MEMORY_PANELS if rows[p[0]].notna().any()]
-    if rows.empty or not panels:
+    if not panels:
         return None
     colors = strategy_colors(list(rows["strategy"].dropna().unique()))
-    several_vocabs = rows["vocab"].nunique() > 1
+    several_vocabs = False
     figure, axes = _grid(len(panels))
     for axis, (column, label, scale) in zip(axes, panels, strict=True):
         for (strategy, vocab), group in rows.groupby(["strategy", "vocab"], sort=True):
@@ -99,9 +106,9 @@ def plot_memory_vs_vocab(frame: pd.DataFrame, path: Path) -> Path | None:
         _log_axes(axis)
         axis.set_xlabel("vocab size")
         axis.set_ylabel(label)
-        axis.set_title(f"{label} vs vocab size")
+        axis.set_title(f"{label} vs vocab size ({sweep})")
         axis.grid(True, which="major", alpha=0.3)
-    axes[0].legend(fontsize="small")
+    figure.legend(*axes[0].get_legend_handles_labels(), loc="outside right upper", fontsize="small")
     if rows["projected"].any():
         figure.suptitle("dashed, hollow markers: projected from cost formulas, not measured", fontsize="small")
     return _save(figure, path)

@@ -213,12 +213,16 @@ class Harness:
         except ValueError as error:
             pytest.skip(f"invalid combination: {error}")
         record.update(options=measure.jsonable(resolved), **sizes.as_dict())
+        # A case not run for its size keeps its sizes from the cost formulas, marked as
+        # a projection, so the report can draw the analytic line beyond what fits.
         reason = grid.size_skip_reason(case.strategy, vocab_size, case.dim)
         if reason is not None:
+            record["projected"] = True
             pytest.skip(reason)
         shortfall = measure.memory_shortfall(
             measure.estimated_peak_bytes(sizes.train_state_bytes, case.batch_size, case.dim))
         if shortfall is not None:
+            record["projected"] = True
             pytest.skip(f"too big for this machine: {shortfall}")
         return sizes
 
