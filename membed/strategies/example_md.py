@@ -41,7 +41,7 @@ class ExampleMDEmbedding(EmbeddingStrategy):
             rating count).
 
     Example:
-        >>> ExampleMDEmbedding(3706, 64).count_params()
+        >>> ExampleMDEmbedding.cost(3706, 64).params
         102608
 
     References:

@@ -26,7 +26,7 @@ class ExampleQREmbedding(EmbeddingStrategy):
         num_buckets: default `max(1, V // 50)`, the example's rule.
 
     Example:
-        >>> ExampleQREmbedding(6040, 64).count_params()
+        >>> ExampleQREmbedding.cost(6040, 64).params
         15360
 
     References:

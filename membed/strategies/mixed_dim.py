@@ -110,8 +110,7 @@ class MixedDimEmbedding(EmbeddingStrategy):
             saved with the weights).
 
     Example:
-        >>> MixedDimEmbedding(3706, 64, boundaries=[400, 1700], dims=[64, 32, 16]).cost(
-        ...     3706, 64, boundaries=[400, 1700], dims=[64, 32, 16]).params
+        >>> MixedDimEmbedding.cost(3706, 64, boundaries=[400, 1700], dims=[64, 32, 16]).params
         102368
 
     References:

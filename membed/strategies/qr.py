@@ -44,8 +44,8 @@ class QREmbedding(EmbeddingStrategy):
         partitions: k >= 2.
 
     Example:
-        >>> QREmbedding(vocab_size=6040, dim=64, num_buckets=120).count_params()
-        11136
+        >>> QREmbedding.cost(6040, 64, num_buckets=120).params
+        10944
 
     References:
         Shi et al., "Compositional Embeddings Using Complementary Partitions
