@@ -31,7 +31,8 @@ GATE_FLAGS = {
     "params_growth": "parameters a case may gain (default 0)",
     "bytes_growth": "bytes param_bytes / index_bytes may gain (default 0)",
     "peak_mem_rel": "relative peak-memory growth that fails, with --peak-mem-abs-mib (default 0.10)",
-    "peak_mem_abs_mib": "absolute peak-memory growth in MiB that fails, with --peak-mem-rel (default 1.0)",
+    "peak_mem_abs_mib": "absolute allocator-peak growth in MiB that fails, with --peak-mem-rel (default 1.0)",
+    "peak_rss_abs_mib": "absolute peak-RSS growth in MiB that fails, with --peak-mem-rel (default 1.0)",
     "gather_ratio_rel": "relative gather_ratio growth that fails (default 0.30)",
     "val_mse_abs": "absolute final val MSE growth that fails (default 0.01)",
 }

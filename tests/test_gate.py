@@ -61,9 +61,9 @@ def test_identical_result_passes_silently(result, baseline):
         (INDEXED, "index_bytes", lambda v: v + 1, "bytes_growth"),
         # Relative rules get room to spare, so that the mirrored drop also passes its limit.
         (BIG, "peak_alloc_bytes_lookup", lambda v: v * 1.2, "peak_mem"),
-        (BIG, "peak_rss_bytes_lookup", lambda v: v * 1.2, "peak_mem"),
+        (BIG, "peak_rss_bytes_lookup", lambda v: v * 1.2, "peak_rss"),
         (BIG, "peak_alloc_bytes_train", lambda v: v * 1.2, "peak_mem"),
-        (SMALL, "peak_rss_bytes_train", lambda v: v + 3 * MIB, "peak_mem"),
+        (SMALL, "peak_rss_bytes_train", lambda v: v + 3 * MIB, "peak_rss"),
         (LOOKUP, "gather_ratio", lambda v: v * 1.5, "gather_ratio_rel"),
         (ACCURACY, "val_mse", lambda v: v + 0.011, "val_mse_abs"),
     ],
