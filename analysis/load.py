@@ -1,6 +1,6 @@
 """Load pytest-benchmark result files into one tidy DataFrame, one row per case.
 
-The input contract is docs/schema-draft.md (schema_version 1): pytest-benchmark's
+The input contract is the schema in bench/README.md (schema_version 1): pytest-benchmark's
 own JSON, each `benchmarks` entry carrying the case description in `extra_info`,
 plus a top-level `membed` block whose `not_run` list names every case that was
 skipped or errored before producing an entry. Both kinds of case become rows, so
