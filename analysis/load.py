@@ -63,28 +63,10 @@ EXTRA_COLUMNS = (
     "fit_seconds",
 )
 LIST_COLUMNS = ("val_mse_per_epoch", "val_mae_per_epoch", "val_rmse_per_epoch", "train_mse_per_epoch")
+# Columns that hold text, a dict or lists; every other schema key is a number.
+TEXT_COLUMNS = ("case", "suite", "status", "reason", "strategy", "options", "preset", "vocab")
 NUMERIC_COLUMNS = (
-    "schema_version",
-    "vocab_size",
-    "dim",
-    "batch_size",
-    "params",
-    "param_bytes",
-    "index_bytes",
-    "train_state_bytes",
-    "compression",
-    "peak_alloc_bytes_lookup",
-    "peak_rss_bytes_lookup",
-    "peak_alloc_bytes_train",
-    "peak_rss_bytes_train",
-    "gather_ratio",
-    "val_mse",
-    "val_mae",
-    "val_rmse",
-    "epochs",
-    "noise_floor_mse",
-    "excess_mse",
-    "fit_seconds",
+    *(c for c in EXTRA_COLUMNS if c not in TEXT_COLUMNS + LIST_COLUMNS),
     "p95_seconds",
     "median_s",
     "mean_s",

@@ -390,6 +390,19 @@ def parse_vocab_sizes(text: str) -> tuple[int, ...]:
     return tuple(dict.fromkeys(sizes))
 
 
+def _checked_names(text: str | None, kind: str, option: str, valid) -> list[str] | None:
+    """The comma-separated names of `option`, each one of `valid`; GridError lists the valid ones."""
+    names = parse_list(text)
+    if names is None:
+        return None
+    unknown = [n for n in names if n not in valid]
+    if unknown:
+        raise GridError(f"unknown {kind} {unknown[0]!r} in {option}. Use one of: {', '.join(valid)}.")
+    if not names:
+        raise GridError(f"{option} is empty. Use one or more of: {', '.join(valid)}.")
+    return names
+
+
 def selection_from_options(profile: str, strategy_list: str | None, vocab_sizes: str | None,
                            datasets: str | None, allow_download: bool = False,
                            measure_timeout_s: float = measure.DEFAULT_TIMEOUT_S) -> Selection:
@@ -398,22 +411,8 @@ def selection_from_options(profile: str, strategy_list: str | None, vocab_sizes:
         raise GridError(f"unknown --profile {profile!r}. Use one of: {', '.join(PROFILES)}.")
     chosen = PROFILES[profile]
     registered = strategies.names()
-    names = parse_list(strategy_list)
-    if names is not None:
-        unknown = [n for n in names if n not in registered]
-        if unknown or not names:
-            raise GridError(
-                f"unknown strategy {unknown[0]!r} in --strategies. Use one of: {', '.join(registered)}."
-                if unknown else f"--strategies is empty. Use one or more of: {', '.join(registered)}."
-            )
-    vocabs = parse_list(datasets)
-    if vocabs is not None:
-        unknown = [v for v in vocabs if v not in VOCABS]
-        if unknown or not vocabs:
-            raise GridError(
-                f"unknown dataset {unknown[0]!r} in --datasets. Use one of: {', '.join(VOCABS)}."
-                if unknown else f"--datasets is empty. Use one or more of: {', '.join(VOCABS)}."
-            )
+    names = _checked_names(strategy_list, "strategy", "--strategies", registered)
+    vocabs = _checked_names(datasets, "dataset", "--datasets", VOCABS)
     if not (measure_timeout_s > 0):
         raise GridError(f"invalid --measure-timeout {measure_timeout_s!r}: it must be a number of seconds > 0.")
     sizes = (parse_vocab_sizes(vocab_sizes) if vocab_sizes is not None
