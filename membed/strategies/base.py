@@ -120,6 +120,9 @@ class EmbeddingStrategy(keras.layers.Layer):
     # strategy to train instead and converts with `from_trained`.
     trains_as: ClassVar[str | None] = None
     preset_compressions: ClassVar[tuple[int, ...]] = (5, 20, 100)
+    # Whether the parts a strategy hands to `fused` run as XLA clusters at
+    # inference (see `fused`); an instance may set it to False.
+    fuse_lookup: ClassVar[bool] = True
 
     def __init__(self, vocab_size: int, dim: int, check_ids: bool = True, **kwargs):
         super().__init__(**kwargs)
@@ -210,7 +213,7 @@ class EmbeddingStrategy(keras.layers.Layer):
                 self.set_index(name, saved.astype(expected.dtype if expected is not None else saved.dtype))
 
     # ----- forward ----------------------------------------------------------
-    def call(self, ids):
+    def call(self, ids, training=None):
         ids = ops.convert_to_tensor(ids)
         if not keras.backend.standardize_dtype(ids.dtype).startswith(("int", "uint")):
             raise TypeError(f"{self.name}: ids must be integers, got dtype {ids.dtype}.")
@@ -218,7 +221,11 @@ class EmbeddingStrategy(keras.layers.Layer):
         if self.check_ids:
             ids = self._checked(ids)
         flat = ops.reshape(ids, (-1,))
-        vectors = self.lookup(flat)
+        self._fusing = self._fuses(training)
+        try:
+            vectors = self.lookup(flat)
+        finally:
+            self._fusing = False
         if len(ids.shape) == 1:
             return vectors
         dynamic = ops.shape(ids)
@@ -228,6 +235,43 @@ class EmbeddingStrategy(keras.layers.Layer):
     def lookup(self, ids):
         """Maps a flat vector of in-range ids to a (n, dim) tensor."""
         raise NotImplementedError
+
+    def _fuses(self, training) -> bool:
+        if not self.fuse_lookup or training or keras.backend.backend() != "tensorflow":
+            return False
+        import tensorflow as tf
+
+        # Eager calls would compile once per batch shape for little gain.
+        return not tf.executing_eagerly()
+
+    def fused(self, function: Callable, *args):
+        """`function(*args)`, compiled by XLA when this is an inference call inside a `tf.function`.
+
+        XLA fuses a chain of small ops (hashing, index arithmetic, gathers
+        from small tables, a dequantizing scale) into one pass over the
+        batch, where TensorFlow's graph runs each op on its own. Strategies
+        hand it the parts where that was measured to pay. It is skipped in
+        eager calls, on other backends, when `fuse_lookup` is False and for
+        `training=True` calls: gradients through a compiled gather come back
+        dense, while the graph path keeps them sparse. The range check has
+        already run outside, since XLA drops Assert ops.
+        """
+        if not getattr(self, "_fusing", False):
+            return function(*args)
+        # Kept out of Keras's attribute tracking: a tf.function is no layer state.
+        compiled = self.__dict__.setdefault("_compiled", {})
+        key = function.__name__
+        if key not in compiled:
+            import tensorflow as tf
+
+            compiled[key] = tf.function(function, jit_compile=True, autograph=False)
+        return compiled[key](*args)
+
+    @staticmethod
+    def small_tables(*tables) -> bool:
+        """Whether `tables` are small enough for their gathers to go into a fused lookup."""
+        total = sum(math.prod(table.shape) * BYTES_PER_DTYPE.get(str(table.dtype), 4) for table in tables)
+        return total <= FUSED_GATHER_MAX_BYTES
 
     def compute_output_shape(self, input_shape):
         return (*input_shape, self.dim)
@@ -275,6 +319,20 @@ class EmbeddingStrategy(keras.layers.Layer):
         return config
 
 
+def gather_rows(table, rows):
+    """`table[rows]` for row indices already known to be in range.
+
+    `keras.ops.take` also maps negative indices (five more ops on TensorFlow,
+    each a dispatch per batch); ids reaching a strategy's lookup are checked,
+    so on TensorFlow this is the bare `tf.gather`.
+    """
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.gather(table, rows)
+    return ops.take(table, rows, axis=0)
+
+
 def frequency_order(counts: np.ndarray | None, vocab_size: int, layer: str) -> np.ndarray:
     """Ids sorted by count, most frequent first (ties keep id order).
 
@@ -291,6 +349,12 @@ def frequency_order(counts: np.ndarray | None, vocab_size: int, layer: str) -> n
         raise ValueError(f"{layer}: `counts` must be >= 0; got a negative count.")
     return np.argsort(-counts, kind="stable")
 
+
+# Up to this many bytes of tables, a fused lookup includes the gathers: XLA's
+# CPU gather was faster than TensorFlow's from a 95 KB table and slower from a
+# 25 MB one (hash at V = 3,706 and 1e6, batch 4096, dim 64; bench notes in
+# reports/README.md).
+FUSED_GATHER_MAX_BYTES = 4 * 2**20
 
 # Tables of at least this many values are drawn inside a tf.function (see TableUniform).
 _GRAPH_INIT_VALUES = 2**20

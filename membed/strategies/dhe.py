@@ -175,6 +175,10 @@ class DHEEmbedding(EmbeddingStrategy):
         return self._hasher.unit(ids, self.compute_dtype) * _ENCODING_SCALE
 
     def lookup(self, ids):
+        # Hash encoding and MLP: XLA fuses the encoding and the activations.
+        return self.fused(self._decoded, ids)
+
+    def _decoded(self, ids):
         activation = activations.get(self.activation)
         x = self.encode(ids)
         last = len(self.kernels) - 1

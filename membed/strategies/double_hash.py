@@ -20,6 +20,7 @@ from membed.strategies.base import (
     TableUniform,
     check_choice,
     check_positive,
+    gather_rows,
     optional_int,
 )
 from membed.strategies.hash import MAX_DEFAULT_ROWS
@@ -137,9 +138,18 @@ class DoubleHashEmbedding(EmbeddingStrategy):
         return self._hasher.buckets(ids, self.num_rows)
 
     def lookup(self, ids):
-        rows = self.rows(ids)
-        first = ops.take(self.tables[0], rows[:, 0], axis=0)
-        second = ops.take(self.tables[1], rows[:, 1], axis=0)
+        # Hashing, two gathers and a sum: XLA fuses them (the gathers only
+        # from small tables).
+        if self.small_tables(*self.tables):
+            return self.fused(self._combined, ids)
+        return self._from_rows(self.fused(self.rows, ids))
+
+    def _combined(self, ids):
+        return self._from_rows(self.rows(ids))
+
+    def _from_rows(self, rows):
+        first = gather_rows(self.tables[0], rows[:, 0])
+        second = gather_rows(self.tables[1], rows[:, 1])
         if self.combiner == "concat":
             return ops.concatenate([first, second], axis=-1)
         return first + second

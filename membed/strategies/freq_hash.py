@@ -19,6 +19,7 @@ from membed.strategies.base import (
     TableUniform,
     check_positive,
     frequency_order,
+    gather_rows,
     optional_int,
 )
 from membed.strategies.registry import register
@@ -144,7 +145,7 @@ class FreqHashEmbedding(EmbeddingStrategy):
         top_ids = self.index("top_ids")
         ids = ops.cast(ids, top_ids.dtype)
         positions = ops.minimum(ops.searchsorted(top_ids, ids), self.top_k - 1)
-        return positions, ops.equal(ops.take(top_ids, positions, axis=0), ids)
+        return positions, ops.equal(gather_rows(top_ids, positions), ids)
 
     def rows(self, ids):
         """Each id's slot: its private row in [0, top_k), or top_k + its shared row."""
@@ -155,9 +156,9 @@ class FreqHashEmbedding(EmbeddingStrategy):
         return ops.where(is_top, ops.cast(positions, "int64"), hashed)
 
     def lookup(self, ids):
-        vectors = ops.take(self.shared, self._hasher.buckets(ids, self.num_rows)[:, 0], axis=0)
+        vectors = gather_rows(self.shared, self._hasher.buckets(ids, self.num_rows)[:, 0])
         if not self.top_k:
             return vectors
         positions, is_top = self._private_positions(ids)
-        private = ops.take(self.private, positions, axis=0)
+        private = gather_rows(self.private, positions)
         return ops.where(ops.expand_dims(is_top, -1), private, vectors)

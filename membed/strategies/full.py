@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from keras import ops
-
-from membed.strategies.base import Cost, EmbeddingStrategy, TableUniform
+from membed.strategies.base import Cost, EmbeddingStrategy, TableUniform, gather_rows
 from membed.strategies.registry import register
 
 
@@ -31,4 +29,4 @@ class FullEmbedding(EmbeddingStrategy):
         )
 
     def lookup(self, ids):
-        return ops.take(self.embeddings, ids, axis=0)
+        return gather_rows(self.embeddings, ids)

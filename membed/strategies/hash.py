@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from keras import ops
-
 from membed.strategies._hashing import (
     HashFamily,
     check_compression,
@@ -11,7 +9,15 @@ from membed.strategies._hashing import (
     nearest_size,
     within_reach,
 )
-from membed.strategies.base import Cost, EmbeddingStrategy, Option, TableUniform, check_positive, optional_int
+from membed.strategies.base import (
+    Cost,
+    EmbeddingStrategy,
+    Option,
+    TableUniform,
+    check_positive,
+    gather_rows,
+    optional_int,
+)
 from membed.strategies.registry import register
 
 # The default table has about a tenth of the ids' rows (10x compression), but
@@ -100,4 +106,11 @@ class HashEmbedding(EmbeddingStrategy):
         return self._hasher.buckets(ids, self.num_rows)[:, 0]
 
     def lookup(self, ids):
-        return ops.take(self.embeddings, self.rows(ids), axis=0)
+        # The hashing is a chain of integer ops (fused); the gather joins it
+        # only from a small table.
+        if self.small_tables(self.embeddings):
+            return self.fused(self._gathered, ids)
+        return gather_rows(self.embeddings, self.fused(self.rows, ids))
+
+    def _gathered(self, ids):
+        return gather_rows(self.embeddings, self.rows(ids))

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from membed.strategies.base import Cost, EmbeddingStrategy, Option, frequency_order, optional_int, optional_int_list
+from membed.strategies.base import Cost, EmbeddingStrategy, Option, frequency_order, gather_rows, optional_int, optional_int_list
 from membed.strategies.registry import register
 
 
@@ -269,7 +269,7 @@ class MixedDimEmbedding(EmbeddingStrategy):
 
     def _gather(self, table, rows):
         """One gather; a seam for tests that count the rows each lookup touches."""
-        return ops.take(table, rows, axis=0)
+        return gather_rows(table, rows)
 
     def _block_vectors(self, b, local):
         vectors = self._gather(self.tables[b], local)
@@ -280,7 +280,7 @@ class MixedDimEmbedding(EmbeddingStrategy):
         return vectors
 
     def lookup(self, ids):
-        slot = ops.take(self.index("slot"), ids, axis=0)
+        slot = gather_rows(self.index("slot"), ids)
         num_blocks = len(self.tables)
         if num_blocks == 1:
             return self._block_vectors(0, slot)

@@ -14,7 +14,7 @@ from membed.strategies._hashing import (
     nearest_size,
     within_reach,
 )
-from membed.strategies.base import Cost, EmbeddingStrategy, Option, TableUniform, check_positive, optional_int
+from membed.strategies.base import Cost, EmbeddingStrategy, Option, TableUniform, check_positive, gather_rows, optional_int
 from membed.strategies.registry import register
 
 # The default array holds a hundredth of a full table's values (100x).
@@ -123,4 +123,11 @@ class ROBEEmbedding(EmbeddingStrategy):
         return ops.mod(starts + ops.convert_to_tensor(self._column_offsets)[None, :], self.size)
 
     def lookup(self, ids):
-        return ops.take(self.memory, self.positions(ids), axis=0)
+        # dim hashed positions per id and a gather of dim scattered values:
+        # XLA fuses them (the positions alone, fused, gained half as much).
+        if self.small_tables(self.memory):
+            return self.fused(self._gathered, ids)
+        return gather_rows(self.memory, self.fused(self.positions, ids))
+
+    def _gathered(self, ids):
+        return gather_rows(self.memory, self.positions(ids))

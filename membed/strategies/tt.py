@@ -7,7 +7,7 @@ import math
 
 from keras import initializers, ops
 
-from membed.strategies.base import Cost, EmbeddingStrategy, Option, check_positive, optional_int_list
+from membed.strategies.base import Cost, EmbeddingStrategy, Option, check_positive, gather_rows, optional_int_list
 from membed.strategies.registry import register
 
 NUM_CORES = 3
@@ -225,9 +225,9 @@ class TTEmbedding(EmbeddingStrategy):
         first = ops.floor_divide(ids, v2 * v3)
         second = ops.mod(ops.floor_divide(ids, v3), v2)
         third = ops.mod(ids, v3)
-        left = ops.reshape(ops.take(self.cores[0], first, axis=0), (-1, d1, self.rank))
-        middle = ops.take(self.cores[1], second, axis=0)  # (n, r, d2 * r)
-        right = ops.take(self.cores[2], third, axis=0)  # (n, r, d3)
+        left = ops.reshape(gather_rows(self.cores[0], first), (-1, d1, self.rank))
+        middle = gather_rows(self.cores[1], second)  # (n, r, d2 * r)
+        right = gather_rows(self.cores[2], third)  # (n, r, d3)
         partial = ops.reshape(ops.matmul(left, middle), (-1, d1 * d2, self.rank))
         return ops.reshape(ops.matmul(partial, right), (-1, self.dim))
 
