@@ -122,7 +122,7 @@ def example_pipeline_fit(data, train_idx, val_idx, workdir: str | Path, epochs: 
     user_vocabulary = ["user_" + str(u) for u in data.user_vocab]
     movie_vocabulary = ["movie_" + str(m) for m in data.item_vocab]
     model = example_model(user_vocabulary, movie_vocabulary, data.item_counts, dim)
-    compile_for_ratings(model, learning_rate)
+    compile_for_ratings(model, learning_rate, fused_adam=False)  # the example's keras.optimizers.Adam
     start = time.perf_counter()
     history = model.fit(csv_dataset(train_csv, batch_size), epochs=epochs,
                         validation_data=csv_dataset(eval_csv, batch_size, shuffle=False), verbose=0)
