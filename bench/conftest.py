@@ -165,7 +165,7 @@ class Harness:
     def __init__(self, selection: grid.Selection):
         self.selection = selection
         self.profile = selection.profile
-        self._gather_medians: dict[tuple, float] = {}
+        self._reference = None  # (key, bare gather, its rows) of the last paired case
         self._planted = None
 
     # -- vocabularies and data
@@ -285,25 +285,7 @@ class Harness:
                            iterations=1)
         return float(benchmark.stats.stats.median)
 
-    def time_without_benchmark(self, function: Callable, setup: Callable) -> float:
-        """The same procedure as `time`, for a reference whose own row did not run in this session."""
-        rounds = self._warm(function, setup)
-        for _ in range(self.profile.warmup_rounds - 1):
-            args, kwargs = setup()
-            function(*args, **kwargs)
-        samples = []
-        for _ in range(rounds):
-            args, kwargs = setup()
-            start = time.perf_counter()
-            function(*args, **kwargs)
-            samples.append(time.perf_counter() - start)
-        return float(np.median(samples))
-
     # -- the bare-gather reference
-    @staticmethod
-    def gather_key(source: measure.IdSource, dim: int, batch_size: int) -> tuple:
-        return (source.vocab, source.side, source.vocab_size, dim, batch_size)
-
     def gather_function(self, source: measure.IdSource, dim: int):
         """(tf.function gathering from a full float32 table, its rows, a fresh-batch setup)."""
         import tensorflow as tf
@@ -320,18 +302,42 @@ class Harness:
 
         return gather, rows, setup
 
-    def record_gather(self, source: measure.IdSource, dim: int, batch_size: int, median: float) -> None:
-        self._gather_medians[self.gather_key(source, dim, batch_size)] = median
+    def time_against_gather(self, benchmark, function: Callable, setup: Callable,
+                            source: measure.IdSource, dim: int) -> float:
+        """Times `function` like `time` and returns its median over the bare gather's, paired round by round.
 
-    def gather_median(self, source: measure.IdSource, dim: int, batch_size: int) -> float:
-        """The bare gather's median for these ids, from its row of this session or measured now."""
-        key = self.gather_key(source, dim, batch_size)
-        if key not in self._gather_medians:
-            gather, _, setup = self.gather_function(source, dim)
-            self._gather_medians[key] = self.time_without_benchmark(gather, setup)
-            del gather, setup
-            release_memory(4 * source.vocab_size * dim)
-        return self._gather_medians[key]
+        Before each round, untimed by pytest-benchmark, the bare `tf.gather`
+        is timed on that round's ids, so both medians come from the same
+        minute of the run and the same batches. (Timing every gather row
+        first and the cases later let the machine's drift into the ratio.)
+        """
+        gather, rows = self._reference_gather(source, dim)
+        samples: list[float] = []
+
+        def paired_setup():
+            args, kwargs = setup()
+            ids = args[0]
+            # A capped table (V too large to hold) serves the same ids folded into its rows.
+            folded = (ids % rows) if rows < source.vocab_size else ids
+            start = time.perf_counter()
+            gather(folded)
+            samples.append(time.perf_counter() - start)
+            return args, kwargs
+
+        median = self.time(benchmark, function, paired_setup)
+        timed = samples[-int(benchmark.stats.stats.rounds):]  # the rounds after the warm-up
+        return median / float(np.median(timed))
+
+    def _reference_gather(self, source: measure.IdSource, dim: int):
+        """(bare-gather function, its table rows) for `source`; one table is kept, for consecutive cases."""
+        key = (source.vocab, source.side, source.vocab_size, dim)
+        if self._reference is None or self._reference[0] != key:
+            held = None if self._reference is None else self._reference[2] * dim * 4
+            self._reference = None
+            release_memory(held)
+            gather, rows, _ = self.gather_function(source, dim)
+            self._reference = (key, gather, rows)
+        return self._reference[1], self._reference[2]
 
 
 # A case that held at least this many bytes of tables is collected right after it.

@@ -31,7 +31,7 @@ def test_blocks(benchmark, case: grid.Case, harness, record: dict) -> None:
     options = block_options(count, case.vocab_size, case.dim)
     source = harness.source(case)
     harness.admit(case, record, source.vocab_size, options)
-    reference = harness.gather_median(source, case.dim, case.batch_size)
     layer = harness.build_layer(case, source, record, options)
-    median = harness.time(benchmark, measure.compiled_lookup(layer), harness.batches(source, case.batch_size))
-    record["gather_ratio"] = median / reference
+    record["gather_ratio"] = harness.time_against_gather(
+        benchmark, measure.compiled_lookup(layer), harness.batches(source, case.batch_size), source, case.dim
+    )

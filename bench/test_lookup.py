@@ -4,7 +4,8 @@ The `gather` rows time `tf.gather` from a full float32 table on the same ids
 (one row per vocabulary, size and dim); when V rows do not fit in memory the
 table has the largest power of ten of rows that does, ids folded into it,
 and the row's `options.table_rows` says how many. Each lookup case records
-`gather_ratio`: its median over that gather's median in the same session.
+`gather_ratio`: its median over the median of the same bare gather timed
+before each of its rounds, on that round's ids (`Harness.time_against_gather`).
 """
 
 from __future__ import annotations
@@ -29,15 +30,14 @@ def test_gather(benchmark, case: grid.Case, harness, record: dict) -> None:
         train_state_bytes=measure.train_state_bytes(4 * values, values),
         compression=measure.compression(source.vocab_size, case.dim, values),
     )
-    median = harness.time(benchmark, gather, setup)
-    harness.record_gather(source, case.dim, case.batch_size, median)
+    harness.time(benchmark, gather, setup)
 
 
 @pytest.mark.suite("lookup")
 def test_lookup(benchmark, case: grid.Case, harness, record: dict) -> None:
     source = harness.source(case)
     harness.admit(case, record, source.vocab_size)
-    reference = harness.gather_median(source, case.dim, case.batch_size)
     layer = harness.build_layer(case, source, record)
-    median = harness.time(benchmark, measure.compiled_lookup(layer), harness.batches(source, case.batch_size))
-    record["gather_ratio"] = median / reference
+    record["gather_ratio"] = harness.time_against_gather(
+        benchmark, measure.compiled_lookup(layer), harness.batches(source, case.batch_size), source, case.dim
+    )

@@ -17,11 +17,11 @@ from membed import measure
 def test_train_step(benchmark, case: grid.Case, harness, record: dict) -> None:
     source = harness.source(case)
     harness.admit(case, record, source.vocab_size)
-    reference = harness.gather_median(source, case.dim, case.batch_size)
     layer = harness.build_layer(case, source, record)
     try:
         step = measure.compiled_train_step(layer)
     except ValueError as error:
         pytest.skip(f"invalid combination: {error}")
-    median = harness.time(benchmark, step, harness.batches(source, case.batch_size, dim=case.dim))
-    record["gather_ratio"] = median / reference
+    record["gather_ratio"] = harness.time_against_gather(
+        benchmark, step, harness.batches(source, case.batch_size, dim=case.dim), source, case.dim
+    )

@@ -124,10 +124,10 @@ class ROBEEmbedding(EmbeddingStrategy):
 
     def lookup(self, ids):
         # dim hashed positions per id and a gather of dim scattered values:
-        # XLA fuses them (the positions alone, fused, gained half as much).
-        if self.small_tables(self.memory):
-            return self.fused(self._gathered, ids)
-        return gather_rows(self.memory, self.fused(self.positions, ids))
+        # XLA fuses them. Unlike row gathers, XLA's gather of single values
+        # beat TensorFlow's even from the largest default array (64 MiB, at
+        # V = 1e7: 1.88x against 2.76x a bare gather with the positions alone fused).
+        return self.fused(self._gathered, ids)
 
     def _gathered(self, ids):
         return gather_rows(self.memory, self.positions(ids))
