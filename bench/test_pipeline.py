@@ -8,7 +8,8 @@ example's recipe (batch 128, Adam 0.001, MSE):
   `make_csv_dataset` every epoch, string ids through `StringLookup`, the
   masked MD layer.
 * `example_qr+example_md`: the same layers' arithmetic on integer ids, fed
-  from memory by `membed.train` (tf.data, `steps_per_execution`).
+  from memory by `membed.train` (tf.data, `steps_per_execution`, the
+  optimizer's slots built before the trace, `membed.optim.FusedAdam`).
 * `qr+mixed_dim`: membed's layers configured like the example (users:
   `num_buckets = V // 50`; items: the example's blocks and dims, projections
   with bias), where each id is looked up in its own block only.
