@@ -51,3 +51,14 @@ def test_training_calls_and_opted_out_layers_are_not_fused():
     layer.fuse_lookup = False
     tf.function(lambda x: layer(x))(ids)
     assert "_compiled" not in layer.__dict__
+
+
+@pytest.mark.parametrize("name", strategies.names())
+def test_every_strategy_compiles_under_xla(name):
+    # A jit-compiled caller (train_model(jit_compile=True)) puts the whole lookup in
+    # one XLA cluster; mixed_dim then masks per block instead of partitioning.
+    layer = make(name, 1000, 8)
+    ids = tf.constant(np.random.default_rng(1).integers(0, 1000, 64), dtype=tf.int32)
+    compiled = tf.function(lambda x: layer(x, training=True), jit_compile=True)(ids)
+    graph = tf.function(lambda x: layer(x, training=True))(ids)
+    np.testing.assert_allclose(compiled.numpy(), graph.numpy(), rtol=1e-5, atol=1e-6)

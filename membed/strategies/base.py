@@ -319,6 +319,23 @@ class EmbeddingStrategy(keras.layers.Layer):
         return config
 
 
+def compiling_with_xla() -> bool:
+    """Whether the op being traced goes into an XLA cluster (`jit_compile=True`), on TensorFlow.
+
+    Strategies with data-dependent shapes (a dynamic partition) switch to a
+    static-shape form there: XLA cannot compile them (`mixed_dim` under a
+    jit-compiled train step crashed the process with LLVM out-of-memory errors).
+    """
+    if keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+    from tensorflow.python.ops import control_flow_util  # no public equivalent
+
+    return not tf.executing_eagerly() and control_flow_util.GraphOrParentsInXlaContext(
+        tf.compat.v1.get_default_graph()
+    )
+
+
 def gather_rows(table, rows):
     """`table[rows]` for row indices already known to be in range.
 

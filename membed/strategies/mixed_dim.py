@@ -8,7 +8,16 @@ import keras
 import numpy as np
 from keras import ops
 
-from membed.strategies.base import Cost, EmbeddingStrategy, Option, frequency_order, gather_rows, optional_int, optional_int_list
+from membed.strategies.base import (
+    Cost,
+    EmbeddingStrategy,
+    Option,
+    compiling_with_xla,
+    frequency_order,
+    gather_rows,
+    optional_int,
+    optional_int_list,
+)
 from membed.strategies.registry import register
 
 
@@ -286,8 +295,9 @@ class MixedDimEmbedding(EmbeddingStrategy):
             return self._block_vectors(0, slot)
         block = ops.cast(ops.mod(slot, num_blocks), "int32")
         local = ops.floor_divide(slot, num_blocks)
-        if keras.backend.backend() != "tensorflow":
-            # Backends without a dynamic partition: mask per block (k times the work).
+        if keras.backend.backend() != "tensorflow" or compiling_with_xla():
+            # Backends without a dynamic partition, and XLA, which needs static
+            # shapes: mask per block (k times the work).
             out = 0.0
             for b, rows in enumerate(self.block_rows):
                 mine = ops.equal(block, b)
