@@ -120,6 +120,8 @@ def train_model(
             batches and updates are the same as with 1; it only saves the
             per-call Python dispatch, which profiling showed to be about 45% of
             a step of the example's model on CPU.
+        fused_adam: train with `membed.optim.FusedAdam` (textbook Adam as one op
+            per variable; the default) rather than `keras.optimizers.Adam`.
         progress: an optional `rich.progress.Progress`; one step is advanced per epoch.
     """
     if epochs < 1:

@@ -14,7 +14,15 @@ from membed.strategies._hashing import (
     nearest_size,
     within_reach,
 )
-from membed.strategies.base import Cost, EmbeddingStrategy, Option, TableUniform, check_positive, gather_rows, optional_int
+from membed.strategies.base import (
+    Cost,
+    EmbeddingStrategy,
+    Option,
+    TableUniform,
+    check_positive,
+    gather_rows,
+    optional_int,
+)
 from membed.strategies.registry import register
 
 # The default array holds a hundredth of a full table's values (100x).
