@@ -9,8 +9,12 @@ from keras import ops
 
 def fit_to_teacher(student, teacher, ids, steps=80, learning_rate=0.05) -> tuple[float, float]:
     """MSE of `student` against `teacher`'s outputs before and after `steps` full-batch Adam steps."""
-    targets = ops.convert_to_numpy(teacher(ids))
-    model = keras.Sequential([keras.Input(shape=(), dtype="int32"), student])
+    return fit_to_targets(student, ids, ops.convert_to_numpy(teacher(ids)), steps, learning_rate)
+
+
+def fit_to_targets(layer, ids, targets, steps=60, learning_rate=0.01) -> tuple[float, float]:
+    """MSE of `layer` against `targets` before and after `steps` full-batch Adam steps."""
+    model = keras.Sequential([keras.Input(shape=(), dtype="int32"), layer])
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mse")
     before = model.evaluate(ids, targets, batch_size=len(ids), verbose=0)
     # One epoch over `steps` copies of the batch: far less per-epoch overhead than `steps` epochs.

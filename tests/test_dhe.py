@@ -7,23 +7,12 @@ import math
 import keras
 import numpy as np
 import pytest
+from helpers import fit_to_targets
 from keras import ops
 
 from membed.strategies import registry
 from membed.strategies._hashing import HashFamily
 from membed.strategies.dhe import DHEEmbedding
-
-
-def _fit(model_layer, ids, targets, steps=60, learning_rate=0.01) -> tuple[float, float]:
-    """MSE against `targets` before and after `steps` full-batch Adam steps."""
-    model = keras.Sequential([keras.Input(shape=(), dtype="int32"), model_layer])
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mse")
-    before = model.evaluate(ids, targets, batch_size=len(ids), verbose=0)
-    # One epoch over `steps` copies of the batch: far less per-epoch overhead than `steps` epochs.
-    model.fit(
-        np.tile(ids, steps), np.tile(targets, (steps, 1)), batch_size=len(ids), shuffle=False, verbose=0
-    )
-    return before, model.evaluate(ids, targets, batch_size=len(ids), verbose=0)
 
 
 @pytest.mark.parametrize(
@@ -115,7 +104,7 @@ def test_learns_random_targets(activation):
     ids = np.arange(200, dtype="int32")
     targets = np.random.default_rng(0).normal(size=(200, 8)).astype("float32")
     layer = registry.build("dhe", 200, 8, num_hashes=64, hidden=[128], activation=activation, seed=1)
-    before, after = _fit(layer, ids, targets)
+    before, after = fit_to_targets(layer, ids, targets)
     assert after < 0.05 * before
 
 
