@@ -94,6 +94,28 @@ def test_out_of_range_ids_raise_in_tf_function(name):
     assert "indices" not in message.lower().split("assertion failed")[0]  # not TF's gather message
 
 
+# int64 ids that an int32 cast would wrap into [0, V): 2**32 + 5 -> 5, -2**32 -> 0.
+WRAPPING_IDS = (2**32, 2**32 + 5, 2**40, -(2**32))
+
+
+@pytest.mark.parametrize("name", strategies.names())
+@pytest.mark.parametrize("bad_id", WRAPPING_IDS)
+def test_ids_beyond_int32_raise_eagerly(name, bad_id):
+    layer = make(name, 1000, 8, layer_name="emb")
+    with pytest.raises(InvalidIdError, match=f"id {bad_id} is out of range"):
+        layer(np.array([3, bad_id], dtype=np.int64))
+
+
+@pytest.mark.parametrize("name", strategies.names())
+def test_ids_beyond_int32_raise_in_tf_function(name):
+    layer = make(name, 1000, 8, layer_name="emb")
+    lookup = tf.function(lambda ids: layer(ids))
+    lookup(tf.constant([1, 2], dtype=tf.int64))  # traces with valid ids
+    for bad_id in WRAPPING_IDS:
+        with pytest.raises(tf.errors.InvalidArgumentError, match=rf"out-of-range id\] \[{bad_id}\]"):
+            lookup(tf.constant([1, bad_id], dtype=tf.int64))
+
+
 @pytest.mark.parametrize("name", strategies.names())
 def test_unknown_option_is_a_clear_error(name):
     with pytest.raises(ValueError, match="Unknown option 'no_such_option'.*Valid options"):

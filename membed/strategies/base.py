@@ -217,9 +217,13 @@ class EmbeddingStrategy(keras.layers.Layer):
         ids = ops.convert_to_tensor(ids)
         if not keras.backend.standardize_dtype(ids.dtype).startswith(("int", "uint")):
             raise TypeError(f"{self.name}: ids must be integers, got dtype {ids.dtype}.")
-        ids = ops.cast(ids, "int64" if self.vocab_size > 2**31 - 1 else "int32")
+        dtype = keras.backend.standardize_dtype(ids.dtype)
+        # Checked at a width that holds every id of the input's dtype: narrowing an
+        # int64 id to int32 first would wrap 2**32 + 5 to 5 and pass the check.
+        wide = dtype in ("int64", "uint32", "uint64")
         if self.check_ids:
-            ids = self._checked(ids)
+            ids = self._checked(ops.cast(ids, "int64" if wide else "int32"))
+        ids = ops.cast(ids, "int64" if self.vocab_size > 2**31 - 1 else "int32")
         flat = ops.reshape(ids, (-1,))
         self._fusing = self._fuses(training)
         try:
