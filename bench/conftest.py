@@ -31,6 +31,7 @@ from membed import measure  # noqa: E402
 SELECTION = pytest.StashKey[grid.Selection]()
 NOT_RUN = pytest.StashKey[list]()
 CASE = pytest.StashKey[grid.Case]()
+SELECTED = pytest.StashKey[list]()  # node ids of the cases this run selected
 _LOGGED = pytest.StashKey[bool]()  # the item's not_run entry is written
 SHARED_MOVIELENS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "movielens"
 
@@ -65,6 +66,20 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"bench: {error}") from None
     config.stash[SELECTION] = selection
     config.stash[NOT_RUN] = []
+    config.stash[SELECTED] = []
+    _make_json_folder(config)
+
+
+def _make_json_folder(config: pytest.Config) -> None:
+    """Creates the folder of `--benchmark-json` now: pytest-benchmark opens the file only at the end of the run."""
+    path = config.getoption("benchmark_json", None)
+    if path is None:
+        return
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise pytest.UsageError(f"bench: cannot create the folder of --benchmark-json {path}: "
+                                f"{error.strerror}.") from None
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -106,6 +121,11 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             )
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # After -k / path selection: what the gate may expect this run to have measured.
+    session.config.stash[SELECTED] = [item.nodeid for item in session.items if CASE in item.stash]
+
+
 def _case_of(item) -> grid.Case | None:
     callspec = getattr(item, "callspec", None)
     case = callspec.params.get("case") if callspec is not None else None
@@ -145,7 +165,7 @@ def pytest_runtest_makereport(item, call):
         return
     item.stash[_LOGGED] = True
     entry = {**grid.base_record(case), **record}
-    entry.update(status="skipped" if report.skipped else "failed", reason=reason)
+    entry.update(status="skipped" if report.skipped else "failed", reason=reason, fullname=item.nodeid)
     item.config.stash[NOT_RUN].append(entry)
 
 
@@ -154,8 +174,30 @@ def pytest_benchmark_update_json(config: pytest.Config, benchmarks, output_json:
     output_json["membed"] = {
         "schema_version": grid.SCHEMA_VERSION,
         "profile": selection.profile.name if selection else None,
+        "selected": config.stash.get(SELECTED, []),
         "not_run": config.stash.get(NOT_RUN, []),
     }
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Writes the JSON of a run in which no case produced a timing, so its skip reasons are kept.
+
+    pytest-benchmark saves nothing when no benchmark ran; a run whose every
+    case skipped (no data, too big) is still a result the report must show.
+    """
+    benchmark_session = getattr(session.config, "_benchmarksession", None)
+    if benchmark_session is None or not benchmark_session.json or benchmark_session.benchmarks:
+        return
+    if not session.config.stash.get(NOT_RUN, []):
+        return
+    hook = session.config.hook
+    commit_info = hook.pytest_benchmark_generate_commit_info(config=session.config)
+    output_json = hook.pytest_benchmark_generate_json(
+        config=session.config, benchmarks=[], include_data=True,
+        machine_info=benchmark_session.get_machine_info(), commit_info=commit_info)
+    pytest_benchmark_update_json(session.config, [], output_json)
+    benchmark_session.save_json(output_json)
 
 
 # ----- fixtures ------------------------------------------------------------------------
@@ -170,10 +212,9 @@ class Harness:
 
     # -- vocabularies and data
     def _unavailable(self, name: str, error: Exception) -> None:
-        pytest.skip(
-            f"{name} not available: {error} Provide it with MEMBED_DATA_DIR=/folder/holding/{name}/ "
-            f"(CI: MEMBED_DATA_DIR={SHARED_MOVIELENS}) or run with --allow-download."
-        )
+        hint = "" if self.selection.allow_download else " or run with --allow-download"
+        pytest.skip(f"{name} not available: {error} Provide it with MEMBED_DATA_DIR=/folder/holding/{name}/ "
+                    f"(CI: MEMBED_DATA_DIR={SHARED_MOVIELENS}){hint}.")
 
     def source(self, case: grid.Case) -> measure.IdSource:
         """The case's ids; skips when its MovieLens variant is not available."""
@@ -247,7 +288,8 @@ class Harness:
         )
         record["train_state_bytes"] = measure.train_state_bytes(record["param_bytes"], trainable,
                                                                  record["index_bytes"])
-        record["compression"] = measure.compression(source.vocab_size, case.dim, record["params"])
+        record["compression"] = measure.compression(source.vocab_size, case.dim,
+                                                    record["param_bytes"] + record["index_bytes"])
         return layer
 
     # -- timing

@@ -59,7 +59,7 @@ def test_accuracy(benchmark, case: grid.Case, harness, record: dict) -> None:
         param_bytes=param_bytes,
         index_bytes=index_bytes,
         train_state_bytes=measure.train_state_bytes(param_bytes, trainable, index_bytes),
-        compression=measure.compression(record["vocab_size"], case.dim, params),
+        compression=measure.compression(record["vocab_size"], case.dim, param_bytes + index_bytes),
         val_mse=result.val_mse[-1],
         val_mae=result.val_mae[-1],
         val_rmse=result.val_rmse[-1],

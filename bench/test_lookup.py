@@ -28,7 +28,7 @@ def test_gather(benchmark, case: grid.Case, harness, record: dict) -> None:
         param_bytes=4 * values,
         index_bytes=0,
         train_state_bytes=measure.train_state_bytes(4 * values, values),
-        compression=measure.compression(source.vocab_size, case.dim, values),
+        compression=measure.compression(source.vocab_size, case.dim, 4 * values),
     )
     harness.time(benchmark, gather, setup)
 

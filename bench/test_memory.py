@@ -48,7 +48,7 @@ def test_memory(benchmark, case: grid.Case, harness, record: dict) -> None:
         index_bytes=result["index_bytes"],
         train_state_bytes=measure.train_state_bytes(
             result["param_bytes"], result["trainable_params"], result["index_bytes"]),
-        compression=measure.compression(source.vocab_size, case.dim, result["params"]),
+        compression=measure.compression(source.vocab_size, case.dim, result["param_bytes"] + result["index_bytes"]),
         **{key: result[key] for key in (
             "peak_alloc_bytes_lookup", "peak_rss_bytes_lookup", "peak_alloc_bytes_train", "peak_rss_bytes_train")},
     )

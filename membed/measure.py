@@ -72,6 +72,7 @@ SAFETY_FACTOR = 2.5
 ACTIVATION_VALUES_PER_OUTPUT = 16
 # Bytes of Adam state per trainable parameter: two float32 slots.
 ADAM_SLOT_BYTES = 8
+FLOAT32_BYTES = 4
 DEFAULT_BATCH_SIZE = 4096
 DEFAULT_TIMEOUT_S = 600.0
 # Zipf exponent of the synthetic id streams (membed.data's default).
@@ -112,7 +113,8 @@ class CaseSizes:
         index_bytes: bytes of non-parameter id-mapping state.
         train_state_bytes: parameters + two float32 Adam slots per trainable
             parameter + index.
-        compression: full-table parameters / `params` at the same size.
+        compression: a float32 full table's bytes / (`param_bytes` + `index_bytes`)
+            at the same size: by bytes, so a quantized table counts as smaller.
     """
 
     params: int
@@ -135,14 +137,18 @@ def train_state_bytes(param_bytes: int, trainable_params: int, index_bytes: int 
     return int(param_bytes) + ADAM_SLOT_BYTES * int(trainable_params) + int(index_bytes)
 
 
-def compression(vocab_size: int, dim: int, params: int) -> float:
-    """Full-table parameters over `params`: how many times smaller than a `vocab_size x dim` table.
+def compression(vocab_size: int, dim: int, stored_bytes: int) -> float:
+    """How many times fewer bytes than a float32 `vocab_size x dim` table `stored_bytes` are.
+
+    By bytes rather than parameters: an int8 table has as many parameters as
+    the float32 one (plus its scales) but takes about a quarter of the memory.
+    `stored_bytes` is the parameter bytes plus the index bytes.
 
     Example:
-        >>> compression(1000, 64, 6400)
+        >>> compression(1000, 64, 25600)  # a float32 100 x 64 table
         10.0
     """
-    return float(vocab_size) * dim / max(int(params), 1)
+    return float(vocab_size) * dim * FLOAT32_BYTES / max(int(stored_bytes), 1)
 
 
 def case_sizes(strategy: str, vocab_size: int, dim: int, options: dict | None = None,
@@ -162,7 +168,7 @@ def case_sizes(strategy: str, vocab_size: int, dim: int, options: dict | None = 
         param_bytes=int(cost.param_bytes),
         index_bytes=int(cost.index_bytes),
         train_state_bytes=train_state_bytes(cost.param_bytes, trainable, cost.index_bytes),
-        compression=compression(vocab_size, dim, cost.params),
+        compression=compression(vocab_size, dim, cost.param_bytes + cost.index_bytes),
     )
 
 

@@ -27,6 +27,14 @@ def test_case_sizes_follow_the_cost_formula_and_options():
         measure.case_sizes("qr", 10_000, 64, {"num_buckets": 0})
 
 
+def test_compression_is_by_bytes():
+    # int8 keeps a parameter per value (plus a float32 scale per row) at a quarter of the bytes.
+    sizes = measure.case_sizes("quantized", 10_000, 64, {"storage": "int8"})
+    assert sizes.params >= 10_000 * 64
+    assert sizes.compression == pytest.approx(4 * 10_000 * 64 / (sizes.param_bytes + sizes.index_bytes))
+    assert sizes.compression > 3.5
+
+
 def test_train_state_counts_adam_slots_only_for_trainable_parameters():
     assert measure.train_state_bytes(param_bytes=68_000, trainable_params=0, index_bytes=10) == 68_010
     assert measure.train_state_bytes(param_bytes=400, trainable_params=100) == 400 + 8 * 100
