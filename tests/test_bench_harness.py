@@ -192,8 +192,10 @@ def test_tiny_run_writes_every_documented_key(tiny_run):
     documented = documented_keys(README)
     entries = [entry["extra_info"] for entry in result["benchmarks"]]
     assert {e["suite"] for e in entries} == {"memory", "gather", "lookup"}
-    for info in entries + result["membed"]["not_run"]:
+    for info in entries:
         assert list(info) == list(documented), info.get("case")
+    for info in result["membed"]["not_run"]:  # plus the test's node id, as a benchmark entry has
+        assert list(info) == [*documented, "fullname"], info.get("case")
     for info in entries:
         if info["status"] == "ok":
             wrong = {k: info[k] for k, kind in documented.items() if not type_matches(info[k], kind)}
@@ -236,6 +238,22 @@ def test_tiny_run_records_failures_and_goes_on(tiny_run):
     skipped = not_run["memory/qr/ml-1m/users/64"]
     assert skipped["status"] == "skipped" and "MEMBED_DATA_DIR=" in skipped["reason"]
     assert skipped["vocab_size"] is None
+    assert skipped["fullname"] in result["membed"]["selected"]
+    # Every case the run selected, for the gate to tell "not selected" from "lost".
+    assert {entry["fullname"] for entry in result["benchmarks"]} <= set(result["membed"]["selected"])
+
+
+def test_a_run_where_every_case_skips_still_writes_its_json(tmp_path):
+    out = tmp_path / "not" / "yet" / "there.json"  # pytest-benchmark creates no folders
+    completed = run_bench(tmp_path, "--benchmark-only", "--strategies", "full", "--datasets", "ml-1m",
+                          "-k", "memory", "--benchmark-json", str(out), timeout=120)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["benchmarks"] == []
+    reasons = {entry["reason"] for entry in result["membed"]["not_run"]}
+    assert reasons and all(reason.startswith("ml-1m not available") for reason in reasons)
+    # The reason is in the terminal summary too, not a bare `s`.
+    assert "SKIPPED" in completed.stdout and "ml-1m not available" in completed.stdout
 
 
 class _Options:
@@ -246,8 +264,8 @@ class _Options:
                        "allow_download": False, "measure_timeout": 600.0, **values}
         self.stash = pytest.Stash()
 
-    def getoption(self, name):
-        return self.values[name]
+    def getoption(self, name, default=None):
+        return self.values.get(name, default)
 
     def addinivalue_line(self, *args):
         pass
