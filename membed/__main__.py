@@ -20,6 +20,11 @@ class CliError(Exception):
     """A user-facing error: printed as one line, exit code 2."""
 
 
+def _add_option(group, flag: str, kind: type, default, help: str) -> None:
+    """An option taking a value, its help ending in the default (flags and required options have none to show)."""
+    group.add_argument(flag, type=kind, default=default, help=f"{help} (default: %(default)s)")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m membed", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -30,11 +35,12 @@ def _parser() -> argparse.ArgumentParser:
     def data_args(sub):
         sub.add_argument("--dataset", required=True,
                          help="ml-100k, ml-1m, ml-latest-small, ml-20m, ml-25m (train also: synthetic)")
-        sub.add_argument("--epochs", type=int, default=3)
-        sub.add_argument("--dim", type=int, default=64)
-        sub.add_argument("--batch-size", type=int, default=128)
-        sub.add_argument("--seed", type=int, default=42)
-        sub.add_argument("--data-dir", default=None, help="folder holding extracted ml-* folders")
+        _add_option(sub, "--epochs", int, 3, "training epochs")
+        _add_option(sub, "--dim", int, 64, "embedding dimension")
+        _add_option(sub, "--batch-size", int, 128, "ratings per training step")
+        _add_option(sub, "--seed", int, 42, "seed of the split, the initial weights and synthetic data")
+        sub.add_argument("--data-dir", default=None,
+                         help="folder holding extracted ml-* folders, searched before $MEMBED_DATA_DIR and the cache")
         sub.add_argument("--no-download", action="store_true", help="never download a missing dataset")
         sub.add_argument("--jit", action="store_true", help="compile the train step with XLA")
         sub.add_argument("--json", action="store_true", help="print one JSON object")
@@ -48,11 +54,11 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--user", required=True, help="STRATEGY[:key=value,...] for users")
     train.add_argument("--item", required=True, help="STRATEGY[:key=value,...] for items")
     synthetic = train.add_argument_group("synthetic dataset")
-    synthetic.add_argument("--num-users", type=int, default=10_000)
-    synthetic.add_argument("--num-items", type=int, default=5_000)
-    synthetic.add_argument("--num-ratings", type=int, default=200_000)
-    synthetic.add_argument("--rank", type=int, default=8)
-    synthetic.add_argument("--noise-sigma", type=float, default=0.3)
+    _add_option(synthetic, "--num-users", int, 10_000, "user vocabulary size")
+    _add_option(synthetic, "--num-items", int, 5_000, "item vocabulary size")
+    _add_option(synthetic, "--num-ratings", int, 200_000, "number of ratings")
+    _add_option(synthetic, "--rank", int, 8, "rank of the planted model")
+    _add_option(synthetic, "--noise-sigma", float, 0.3, "noise standard deviation; its square is the best MSE")
     return parser
 
 
@@ -65,7 +71,9 @@ def _load(args):
     if args.dataset not in data.MOVIELENS:
         valid = ", ".join(data.MOVIELENS) + (", synthetic" if args.command == "train" else "")
         raise CliError(f"Unknown dataset {args.dataset!r}. Use one of: {valid}.")
-    return data.load_movielens(args.dataset, data_dir=args.data_dir, download=not args.no_download)
+    # Messages name this command's flags, not load_movielens' arguments.
+    hints = data.SourceHints(data_dir="--data-dir", allow_download="drop --no-download")
+    return data.load_movielens(args.dataset, data_dir=args.data_dir, download=not args.no_download, hints=hints)
 
 
 def _strategies_command(args) -> int:

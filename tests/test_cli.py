@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -55,6 +56,8 @@ def test_train_synthetic_json(capsys):
          "invalid `combiner`: 'max'"),
         (["train", "--dataset", "synthetic", "--user", "qr:bogus=1", "--item", "full"], "Unknown option 'bogus'"),
         (["reproduce", "--dataset", "ml-100k", "--epochs", "0"], "invalid --epochs: 0"),
+        (["reproduce", "--dataset", "ml-100k", "--data-dir", "/nonexistent/membed-data", "--dry-run"],
+         "Invalid --data-dir: '/nonexistent/membed-data' is not a folder."),
     ],
 )
 def test_errors_are_one_line_and_exit_2(capsys, argv, message):
@@ -67,4 +70,19 @@ def test_missing_dataset_without_download_says_how_to_provide_it(tmp_path, monke
     monkeypatch.setenv("MEMBED_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("MEMBED_CACHE_DIR", str(tmp_path / "cache"))
     assert main(["reproduce", "--dataset", "ml-1m", "--dry-run", "--no-download"]) == 2
-    assert "MEMBED_DATA_DIR" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"$MEMBED_DATA_DIR {tmp_path} holds no ml-* folder (it is empty)" in err
+    # The command's own flags, not load_movielens' arguments.
+    assert err.rstrip().endswith("folder holding ml-1m/, pass --data-dir, or drop --no-download.")
+    assert "data_dir" not in err and "download=True" not in err
+
+
+def test_help_shows_defaults(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["train", "--help"])
+    assert done.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines anywhere
+    for flag, default in [("--epochs", "3"), ("--dim", "64"), ("--batch-size", "128"), ("--seed", "42"),
+                          ("--num-users", "10000"), ("--num-items", "5000"), ("--num-ratings", "200000"),
+                          ("--rank", "8"), ("--noise-sigma", "0.3")]:
+        assert re.search(rf"{flag} \S+ \w[^()]* \(default: {re.escape(default)}\)", out), flag

@@ -18,6 +18,7 @@ from membed.data import (
     DataError,
     DatasetUnavailable,
     archive_url,
+    clear_failed_downloads,
     download_archive,
     extract_archive,
     load_movielens,
@@ -26,6 +27,9 @@ from membed.data import download as download_module
 
 U_DATA = b"196\t242\t3\t881250949\n186\t302\t3\t891717742\n196\t377\t1\t878887116\n"
 RATINGS_DAT = b"1::1193::5::978300760\n1::661::3::978302109\n2::1193::4::978298413\n"
+# (ratings, users, items) of the files above, recorded as the dataset's sizes when they are published.
+U_DATA_SIZES = (3, 2, 3)
+RATINGS_DAT_SIZES = (3, 2, 2)
 
 
 def make_zip(entries: dict[str, bytes]) -> bytes:
@@ -83,12 +87,24 @@ def server(monkeypatch):
 def isolated(monkeypatch, tmp_path):
     monkeypatch.delenv("MEMBED_DATA_DIR", raising=False)
     monkeypatch.setenv("MEMBED_CACHE_DIR", str(tmp_path / "cache"))
+    clear_failed_downloads()
+    yield
+    clear_failed_downloads()
 
 
-def publish(server, monkeypatch, name: str, archive: bytes, *, declare: bytes | None = None, served=None, length=None):
-    """Serves `served` (default `archive`) as `<name>.zip`; records `declare`'s (default `archive`) size and sha256."""
+def publish(
+    server, monkeypatch, name: str, archive: bytes, *, declare: bytes | None = None, served=None, length=None,
+    sizes: tuple[int, int, int] = U_DATA_SIZES,
+):
+    """Serves `served` (default `archive`) as `<name>.zip`; records `declare`'s (default `archive`) size and sha256.
+
+    `sizes` (ratings, users, items) are recorded as the dataset's, as the loader checks them.
+    """
     declare = archive if declare is None else declare
-    info = dataclasses.replace(MOVIELENS[name], size=len(declare), sha256=hashlib.sha256(declare).hexdigest())
+    info = dataclasses.replace(
+        MOVIELENS[name], size=len(declare), sha256=hashlib.sha256(declare).hexdigest(),
+        num_ratings=sizes[0], num_users=sizes[1], num_items=sizes[2],
+    )
     monkeypatch.setitem(MOVIELENS, name, info)
     server.routes[f"/mirror/{name}.zip"] = (archive if served is None else served, length)
     return info
@@ -115,7 +131,8 @@ def test_download_extracts_into_cache_and_is_reused(server, monkeypatch, tmp_pat
 
 
 def test_ml_1m_downloads_in_dat_format(server, monkeypatch, tmp_path):
-    publish(server, monkeypatch, "ml-1m", make_zip({"ml-1m/ratings.dat": RATINGS_DAT, "ml-1m/users.dat": b""}))
+    publish(server, monkeypatch, "ml-1m", make_zip({"ml-1m/ratings.dat": RATINGS_DAT, "ml-1m/users.dat": b""}),
+            sizes=RATINGS_DAT_SIZES)
     data = load_movielens("ml-1m", cache_dir=tmp_path / "cache")
     assert (len(data), data.num_users, data.num_items) == (3, 2, 2)
     assert data.item_vocab.tolist() == [1193, 661] and data.item_counts.tolist() == [2, 1]
@@ -126,7 +143,7 @@ def test_partial_local_folder_falls_through_to_download(server, monkeypatch, tmp
     shared = tmp_path / "shared"
     (shared / "ml-1m").mkdir(parents=True)
     (shared / "ml-1m" / "movies.dat").write_bytes(b"1::Toy Story (1995)::Animation\n")
-    publish(server, monkeypatch, "ml-1m", make_zip({"ml-1m/ratings.dat": RATINGS_DAT}))
+    publish(server, monkeypatch, "ml-1m", make_zip({"ml-1m/ratings.dat": RATINGS_DAT}), sizes=RATINGS_DAT_SIZES)
     assert len(load_movielens("ml-1m", data_dir=shared)) == 3
     assert server.requests == ["/mirror/ml-1m.zip"]
 
@@ -168,6 +185,66 @@ def test_unreachable_archive_is_unavailable_and_leaves_nothing(server, tmp_path)
         load_movielens("ml-100k")
     assert server.requests == ["/mirror/ml-100k.zip"]
     assert cache_contents(tmp_path) == []
+
+
+def test_failed_download_says_what_is_wrong_with_membed_data_dir(server, monkeypatch, tmp_path):
+    (tmp_path / "data").mkdir()
+    monkeypatch.setenv("MEMBED_DATA_DIR", str(tmp_path / "data"))
+    with pytest.raises(DatasetUnavailable) as error:
+        load_movielens("ml-100k")
+    assert (f"(Not Found); $MEMBED_DATA_DIR {tmp_path / 'data'} holds no ml-* folder (it is empty); "
+            f"set MEMBED_DATA_DIR to a folder holding ml-100k/, pass `data_dir`, or put ml-100k.zip in "
+            f"{tmp_path / 'cache'}.") in str(error.value)
+
+
+@pytest.mark.parametrize("failure", ["unreachable", "wrong size"])
+def test_failed_download_removes_the_cache_folders_it_created(failure, server, monkeypatch, tmp_path):
+    home = tmp_path / "home"
+    monkeypatch.setenv("MEMBED_CACHE_DIR", str(home / ".cache" / "membed"))
+    if failure == "wrong size":
+        archive = make_zip({"ml-100k/u.data": U_DATA})
+        publish(server, monkeypatch, "ml-100k", archive, declare=archive + b"\0")
+    with pytest.raises(DatasetUnavailable if failure == "unreachable" else DataError):
+        load_movielens("ml-100k")
+    assert len(server.requests) == 1
+    assert not home.exists()
+
+
+def test_failed_download_keeps_a_cache_folder_that_was_there(server, tmp_path):
+    (tmp_path / "cache").mkdir()
+    with pytest.raises(DatasetUnavailable):
+        load_movielens("ml-100k")
+    assert (tmp_path / "cache").is_dir() and cache_contents(tmp_path) == []
+
+
+def test_failed_download_is_tried_once_per_process_and_address(server, monkeypatch):
+    with pytest.raises(DatasetUnavailable, match=r"cannot download .*/mirror/ml-100k\.zip \(Not Found\)"):
+        load_movielens("ml-100k")
+    with pytest.raises(DatasetUnavailable, match=r"cannot download .*/mirror/ml-100k\.zip \(download already failed "
+                                                 r"earlier in this run: Not Found\); .*put ml-100k\.zip"):
+        load_movielens("ml-100k")
+    assert server.requests == ["/mirror/ml-100k.zip"]
+    # Another address is another download.
+    monkeypatch.setenv("MEMBED_MOVIELENS_URL", server.base + "/other")
+    with pytest.raises(DatasetUnavailable, match=r"/other/ml-100k\.zip \(Not Found\)"):
+        load_movielens("ml-100k")
+    assert server.requests == ["/mirror/ml-100k.zip", "/other/ml-100k.zip"]
+    # Forgotten, it is tried again; a download that succeeds is used as ever.
+    monkeypatch.setenv("MEMBED_MOVIELENS_URL", server.base + "/mirror")
+    publish(server, monkeypatch, "ml-100k", make_zip({"ml-100k/u.data": U_DATA}))
+    clear_failed_downloads()
+    assert len(load_movielens("ml-100k")) == 3 and len(load_movielens("ml-100k")) == 3
+    assert server.requests == ["/mirror/ml-100k.zip", "/other/ml-100k.zip", "/mirror/ml-100k.zip"]
+
+
+def test_download_that_does_not_verify_is_not_fetched_again(server, monkeypatch):
+    archive = make_zip({"ml-100k/u.data": U_DATA})
+    publish(server, monkeypatch, "ml-100k", archive, declare=archive + b"\0")
+    with pytest.raises(DataError, match="expected .* bytes, got"):
+        load_movielens("ml-100k")
+    with pytest.raises(DatasetUnavailable, match=r"already failed earlier in this run: ml-100k\.zip from .*expected"):
+        load_movielens("ml-100k")
+    assert len(server.requests) == 1
 
 
 def test_download_false_never_requests(server, monkeypatch):

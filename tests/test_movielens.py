@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -47,20 +50,35 @@ def isolated(monkeypatch, tmp_path):
     monkeypatch.setattr(download_module.urllib.request, "urlopen", no_network)
 
 
-def write_dataset(base: Path, name: str, rows: list[tuple], raw: str | None = None) -> Path:
-    """Writes a tiny extracted dataset `base/name/` in that dataset's own format."""
-    info = MOVIELENS[name]
-    folder = base / info.folder
-    folder.mkdir(parents=True, exist_ok=True)
-    if raw is None:
-        if info.format == "tsv":
-            raw = "".join(f"{u}\t{i}\t{r:g}\t{t}\n" for u, i, r, t in rows)
-        elif info.format == "dat":
-            raw = "".join(f"{u}::{i}::{r:g}::{t}\n" for u, i, r, t in rows)
-        else:
-            raw = "userId,movieId,rating,timestamp\r\n" + "".join(f"{u},{i},{r:.1f},{t}\r\n" for u, i, r, t in rows)
-    (folder / info.ratings_file).write_bytes(raw.encode())
-    return folder
+def expect_sizes(monkeypatch, name: str, rows: list[tuple]) -> None:
+    """Makes the sizes of `rows` the ones dataset `name` must have, so that a tiny copy passes as the dataset."""
+    sizes = {"num_ratings": len(rows), "num_users": len({row[0] for row in rows}),
+             "num_items": len({row[1] for row in rows})}
+    monkeypatch.setitem(MOVIELENS, name, dataclasses.replace(MOVIELENS[name], **sizes))
+
+
+@pytest.fixture
+def write_dataset(monkeypatch):
+    """`write(base, name, rows, raw=None)`: a tiny extracted dataset `base/name/` in its own format, sizes expected."""
+
+    def write(base: Path, name: str, rows: list[tuple], raw: str | None = None) -> Path:
+        info = MOVIELENS[name]
+        folder = base / info.folder
+        folder.mkdir(parents=True, exist_ok=True)
+        if raw is None:
+            if info.format == "tsv":
+                raw = "".join(f"{u}\t{i}\t{r:g}\t{t}\n" for u, i, r, t in rows)
+            elif info.format == "dat":
+                raw = "".join(f"{u}::{i}::{r:g}::{t}\n" for u, i, r, t in rows)
+            else:
+                raw = "userId,movieId,rating,timestamp\r\n" + "".join(
+                    f"{u},{i},{r:.1f},{t}\r\n" for u, i, r, t in rows
+                )
+        (folder / info.ratings_file).write_bytes(raw.encode())
+        expect_sizes(monkeypatch, name, rows)
+        return folder
+
+    return write
 
 
 ROWS = [(7, 30, 4, 881250949), (3, 30, 2, 891717742), (7, 11, 5, 878887116), (9, 12, 1, 880606923)]
@@ -133,7 +151,7 @@ def test_real_split_is_reproducible():
 # ----- lookup order ---------------------------------------------------------
 
 
-def test_explicit_dir_beats_environment_beats_cache(tmp_path, monkeypatch):
+def test_explicit_dir_beats_environment_beats_cache(write_dataset, tmp_path, monkeypatch):
     explicit, from_env, cache = tmp_path / "explicit", tmp_path / "env", tmp_path / "cache"
     write_dataset(explicit, "ml-100k", [(1, 1, 1, 0)])
     write_dataset(from_env, "ml-100k", [(2, 2, 2, 0)])
@@ -148,14 +166,14 @@ def test_explicit_dir_beats_environment_beats_cache(tmp_path, monkeypatch):
     assert find_movielens("ml-100k") == cache / "ml-100k"
 
 
-def test_explicit_cache_dir_argument_beats_environment_cache(tmp_path):
+def test_explicit_cache_dir_argument_beats_environment_cache(write_dataset, tmp_path):
     other = tmp_path / "other-cache"
     write_dataset(other, "ml-100k", [(5, 5, 5, 0)])
     assert find_movielens("ml-100k") is None
     assert load_movielens("ml-100k", cache_dir=other, download=False).user_vocab.tolist() == [5]
 
 
-def test_folder_without_ratings_file_is_skipped(tmp_path, monkeypatch):
+def test_folder_without_ratings_file_is_skipped(write_dataset, tmp_path, monkeypatch):
     partial = tmp_path / "shared"
     (partial / "ml-1m").mkdir(parents=True)
     (partial / "ml-1m" / "users.dat").write_text("1::F::1::10::48067\n")
@@ -172,6 +190,51 @@ def test_missing_dataset_without_download_says_how_to_provide_it(tmp_path):
     assert "ml-latest-small/ratings.csv" in message and str(tmp_path / "cache") in message
     assert "MEMBED_DATA_DIR" in message and "data_dir" in message and "download" in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "layout, note",
+    [
+        ("missing", "is not a folder"),
+        ("empty", r"holds no ml-\* folder \(it is empty\)"),
+        ("files", r"holds no ml-\* folder \(it holds a, b, c, d, e and 1 more\)"),
+        ("ratings file inside", r"points at the dataset folder itself; set it to its parent, {parent}"),
+        ("named after the dataset", r"points at the dataset folder itself; set it to its parent, {parent}"),
+        ("another dataset's folder", r"points at the dataset folder itself; set it to its parent, {parent}"),
+    ],
+)
+def test_what_is_wrong_with_membed_data_dir_is_said(layout, note, tmp_path, monkeypatch):
+    parent = tmp_path / "movielens"
+    folder = {"named after the dataset": parent / "ml-100k", "another dataset's folder": parent / "ml-1m"}.get(
+        layout, parent / "data"
+    )
+    if layout != "missing":
+        folder.mkdir(parents=True)
+    if layout == "files":
+        for name in ("a", "b", "c", "d", "e", "ml-100k.zip"):  # a zip is not an extracted folder
+            (folder / name).write_text("")
+    elif layout == "ratings file inside":
+        (folder / "u.data").write_text("1\t2\t3\t4\n")
+    elif layout == "another dataset's folder":
+        (folder / "ratings.dat").write_text("1::2::3::4\n")
+    monkeypatch.setenv("MEMBED_DATA_DIR", str(folder))
+    with pytest.raises(DatasetUnavailable) as error:
+        load_movielens("ml-100k", download=False)
+    message = str(error.value)
+    assert re.search(rf"; \$MEMBED_DATA_DIR {re.escape(str(folder))} {note.format(parent=re.escape(str(parent)))}; "
+                     r"set MEMBED_DATA_DIR to a folder holding ml-100k/", message), message
+    assert "\n" not in message
+
+
+def test_membed_data_dir_set_to_the_dataset_folder_itself_is_used_with_a_warning(
+    write_dataset, tmp_path, monkeypatch, caplog
+):
+    folder = write_dataset(tmp_path / "movielens", "ml-100k", ROWS)
+    monkeypatch.setenv("MEMBED_DATA_DIR", str(folder))
+    with caplog.at_level(logging.WARNING, logger="membed.data.movielens"):
+        assert len(load_movielens("ml-100k", download=False)) == len(ROWS)
+    assert f"is the ml-100k folder itself; using it, but set it to its parent, {tmp_path / 'movielens'}" in caplog.text
+    assert find_movielens("ml-100k") == folder
 
 
 def test_invalid_arguments():
@@ -195,7 +258,7 @@ def test_default_cache_dir(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("name", ["ml-100k", "ml-1m", "ml-latest-small", "ml-20m", "ml-25m"])
-def test_every_format_parses_with_first_appearance_indices(name, tmp_path):
+def test_every_format_parses_with_first_appearance_indices(write_dataset, name, tmp_path):
     rows = [(u, i, r / 2 if MOVIELENS[name].format == "csv" else r, t) for u, i, r, t in ROWS]
     data = load_movielens(name, data_dir=write_dataset(tmp_path / "data", name, rows).parent, download=False)
     assert data.user_vocab.tolist() == [7, 3, 9]
@@ -205,8 +268,10 @@ def test_every_format_parses_with_first_appearance_indices(name, tmp_path):
     assert data.user_counts.tolist() == [2, 1, 1] and data.item_counts.tolist() == [2, 1, 1]
 
 
-def test_blank_trailing_lines_are_ignored(tmp_path):
-    write_dataset(tmp_path / "data", "ml-100k", [], raw="1\t2\t3\t4\n5\t6\t4\t8\n\n")
+def test_blank_trailing_lines_are_ignored(write_dataset, tmp_path):
+    folder = write_dataset(tmp_path / "data", "ml-100k", [(1, 2, 3, 4), (5, 6, 4, 8)])
+    with open(folder / "u.data", "a") as ratings:
+        ratings.write("\n")
     assert len(load_movielens("ml-100k", data_dir=tmp_path / "data", download=False)) == 2
 
 
@@ -237,16 +302,57 @@ GOOD_TSV = "1\t2\t3\t4\n"
         ("ml-latest-small", "userId,movieId,rating,timestamp\r\n", r"ml-latest-small/ratings\.csv: holds no ratings"),
     ],
 )
-def test_malformed_file_names_file_and_line(name, raw, message, tmp_path):
+def test_malformed_file_names_file_and_line(write_dataset, name, raw, message, tmp_path):
     write_dataset(tmp_path / "data", name, [], raw=raw)
     with pytest.raises(DataError, match=message):
         load_movielens(name, data_dir=tmp_path / "data", download=False)
 
 
+# ----- known sizes -------------------------------------------------------------
+
+
+def test_recorded_dataset_sizes():
+    # GroupLens' figures (ratings, users, rated items); a load that finds others fails.
+    assert {name: (info.num_ratings, info.num_users, info.num_items) for name, info in MOVIELENS.items()} == {
+        "ml-100k": (100_000, 943, 1_682),
+        "ml-1m": (1_000_209, 6_040, 3_706),
+        "ml-latest-small": (100_836, 610, 9_724),
+        "ml-20m": (20_000_263, 138_493, 26_744),
+        "ml-25m": (25_000_095, 162_541, 59_047),
+    }
+
+
+def test_other_sizes_than_the_datasets_are_refused_also_from_the_npz_cache(write_dataset, monkeypatch, tmp_path):
+    write_dataset(tmp_path / "cache", "ml-100k", ROWS)
+    assert len(load_movielens("ml-100k", download=False)) == len(ROWS)  # parsed, checked, kept as .npz
+    expect_sizes(monkeypatch, "ml-100k", ROWS + [(11, 30, 3, 0)])
+    message = (r"^ml-100k/u\.data: expected 5 ratings \(4 users, 3 items\), found 4 ratings \(3 users, 3 items\); "
+               r"the file is incomplete or not ml-100k\.$")
+    with pytest.raises(DataError, match=message):
+        load_movielens("ml-100k", download=False)  # served from the .npz
+    npz = tmp_path / "cache" / "ml-100k.npz"
+    npz.unlink()
+    with pytest.raises(DataError, match=message):
+        load_movielens("ml-100k", download=False)  # parsed
+    assert not npz.exists()  # a wrong file is not cached
+
+
+@needs_shared
+def test_real_file_cut_at_a_line_boundary_is_refused(tmp_path):
+    with open(SHARED / "ml-100k" / "u.data", "rb") as stream:
+        head = b"".join(next(stream) for _ in range(50_703))
+    (tmp_path / "cut" / "ml-100k").mkdir(parents=True)
+    (tmp_path / "cut" / "ml-100k" / "u.data").write_bytes(head)
+    with pytest.raises(DataError, match=r"^ml-100k/u\.data: expected 100000 ratings \(943 users, 1682 items\), "
+                                        r"found 50703 ratings \(\d+ users, \d+ items\); the file is incomplete or "
+                                        r"not ml-100k\.$"):
+        load_movielens("ml-100k", data_dir=tmp_path / "cut", download=False)
+
+
 # ----- RatingsData and the .npz cache ------------------------------------------
 
 
-def test_cached_dataset_is_stored_as_npz_and_refreshed_when_the_source_changes(tmp_path):
+def test_cached_dataset_is_stored_as_npz_and_refreshed_when_the_source_changes(write_dataset, tmp_path):
     cache = tmp_path / "cache"
     source = write_dataset(cache, "ml-100k", ROWS) / "u.data"
     first = load_movielens("ml-100k", download=False)
@@ -259,7 +365,7 @@ def test_cached_dataset_is_stored_as_npz_and_refreshed_when_the_source_changes(t
         np.testing.assert_array_equal(getattr(again, key), getattr(first, key))
         assert getattr(again, key).dtype == getattr(first, key).dtype
 
-    source.write_text("42\t1\t5\t0\n")
+    write_dataset(cache, "ml-100k", [(42, 1, 5, 0)])
     os.utime(source, ns=(1, 1))
     assert load_movielens("ml-100k", download=False).user_vocab.tolist() == [42]
 
@@ -267,7 +373,7 @@ def test_cached_dataset_is_stored_as_npz_and_refreshed_when_the_source_changes(t
     assert load_movielens("ml-100k", download=False).user_vocab.tolist() == [42]
 
 
-def test_subset_keeps_vocab_and_counts(tmp_path):
+def test_subset_keeps_vocab_and_counts(write_dataset, tmp_path):
     data = load_movielens("ml-100k", data_dir=write_dataset(tmp_path / "d", "ml-100k", ROWS).parent, download=False)
     part = data.subset(np.array([3, 0]))
     assert part.users.tolist() == [2, 0] and part.ratings.tolist() == [1.0, 4.0]

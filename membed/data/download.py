@@ -4,8 +4,10 @@ Nothing half-done is ever left under a name the loader looks at: the zip is
 written to a temporary file in the cache folder and moved to its final name
 with `os.replace` only after its size and sha256 match; it is extracted into a
 temporary folder that is renamed into place only once the ratings file is
-there. Any failure removes the temporary file, the temporary folder and (for
-an archive that turns out to be broken) the zip itself.
+there. Any failure removes the temporary file, the temporary folder, (for
+an archive that turns out to be broken) the zip itself, and a cache folder
+that the call created and that is still empty. A download that failed is not
+tried again in the same process (`clear_failed_downloads` forgets them).
 
 The archive comes from the official GroupLens URL in `DatasetInfo.url`, or
 from `$MEMBED_MOVIELENS_URL/<name>.zip` when that variable is set (a mirror,
@@ -14,6 +16,7 @@ or a loopback server in tests), or from an explicit `url`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import logging
@@ -25,7 +28,7 @@ import urllib.request
 import zipfile
 import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, Iterator
 
 if TYPE_CHECKING:
     from membed.data.movielens import DatasetInfo
@@ -35,6 +38,10 @@ CHUNK_BYTES = 1 << 20
 TIMEOUT_SECONDS = 60.0
 
 logger = logging.getLogger(__name__)
+
+# (dataset name, URL) -> why its download failed. A network that does not answer
+# would otherwise cost every later load in the process another full timeout.
+_failed_downloads: dict[tuple[str, str], str] = {}
 
 
 class DataError(ValueError):
@@ -114,20 +121,52 @@ def _check_archive(size: int, sha256: str, info: DatasetInfo, source: str) -> No
         )
 
 
+def clear_failed_downloads() -> None:
+    """Forgets the downloads that failed in this process, so that the next load tries them again.
+
+    Example:
+        >>> clear_failed_downloads()  # e.g. between tests, or once the network is back
+    """
+    _failed_downloads.clear()
+
+
+@contextlib.contextmanager
+def _created_folder(folder: Path) -> Iterator[None]:
+    """Creates `folder` and its missing parents; on failure removes those of them that are still empty.
+
+    A failed first download must not leave an empty `~/.cache/membed` behind,
+    but a folder that was there before, or that now holds something, stays.
+    """
+    created = [path for path in (folder, *folder.parents) if not path.exists()]  # deepest first
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        for path in created:
+            try:
+                path.rmdir()
+            except OSError:
+                break  # not empty (or not ours to remove): nor are its parents
+        raise
+
+
 def download_archive(info: DatasetInfo, cache_dir: str | Path, url: str | None = None) -> Path:
     """Downloads `info`'s zip into `cache_dir`, checks size and sha256, and returns its path.
 
     The body goes to a temporary file in `cache_dir` that replaces
     `cache_dir/<name>.zip` only once it has been verified, so an interrupted or
-    wrong download leaves nothing behind.
+    wrong download leaves nothing behind. A download that failed is not tried
+    again in the same process (see `clear_failed_downloads`).
 
     Args:
         info: the dataset's description (URL, size, sha256).
-        cache_dir: the folder to write into; created if missing.
+        cache_dir: the folder to write into; created if missing (and removed
+            again, if still empty, when the download fails).
         url: fetch from here instead of the official or mirror address.
 
     Raises:
-        DatasetUnavailable: the server could not be reached or refused the request.
+        DatasetUnavailable: the server could not be reached or refused the
+            request, or this download already failed earlier in the process.
         DataError: the body was cut short, or its size or sha256 is wrong.
 
     Example:
@@ -135,28 +174,34 @@ def download_archive(info: DatasetInfo, cache_dir: str | Path, url: str | None =
         PosixPath('/home/me/.cache/membed/ml-1m.zip')
     """
     cache_dir = Path(cache_dir)
-    cache_dir.mkdir(parents=True, exist_ok=True)
     source = archive_url(info, url)
+    key = (info.name, source)
+    if key in _failed_downloads:
+        raise DatasetUnavailable(
+            f"{info.name}: cannot download {source} "
+            f"(download already failed earlier in this run: {_failed_downloads[key]})"
+        )
     target = cache_dir / info.archive_name
-    logger.info("Downloading %s (%d bytes) from %s", info.archive_name, info.size, source)
-    handle, temporary = tempfile.mkstemp(dir=cache_dir, prefix=f".{info.archive_name}.", suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            try:
-                response = urllib.request.urlopen(source, timeout=TIMEOUT_SECONDS)
-            except (urllib.error.URLError, OSError, ValueError) as error:
-                reason = getattr(error, "reason", error)
-                raise DatasetUnavailable(
-                    f"{info.name}: cannot download {source} ({reason}); set MEMBED_DATA_DIR to a folder "
-                    f"holding {info.folder}/, pass data_dir, or put {info.archive_name} in {cache_dir}."
-                ) from error
-            with response:
-                size, sha256 = _copy_response(response, out, info, source)
-        _check_archive(size, sha256, info, source)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with _created_folder(cache_dir):
+        logger.info("Downloading %s (%d bytes) from %s", info.archive_name, info.size, source)
+        handle, temporary = tempfile.mkstemp(dir=cache_dir, prefix=f".{info.archive_name}.", suffix=".part")
+        try:
+            with os.fdopen(handle, "wb") as out:
+                try:
+                    response = urllib.request.urlopen(source, timeout=TIMEOUT_SECONDS)
+                except (urllib.error.URLError, OSError, ValueError) as error:
+                    reason = getattr(error, "reason", error)
+                    _failed_downloads[key] = str(reason)
+                    raise DatasetUnavailable(f"{info.name}: cannot download {source} ({reason})") from error
+                with response:
+                    size, sha256 = _copy_response(response, out, info, source)
+            _check_archive(size, sha256, info, source)
+            os.replace(temporary, target)
+        except DataError as error:
+            _failed_downloads[key] = str(error)
+            raise
+        finally:
+            Path(temporary).unlink(missing_ok=True)
     return target
 
 
@@ -219,7 +264,8 @@ def fetch_dataset(info: DatasetInfo, cache_dir: str | Path, url: str | None = No
 
     Args:
         info: the dataset's description.
-        cache_dir: the cache folder; created if missing.
+        cache_dir: the cache folder; created if missing (and removed again,
+            if still empty, when fetching fails).
         url: fetch from here instead of the official or mirror address.
 
     Example:
@@ -227,18 +273,18 @@ def fetch_dataset(info: DatasetInfo, cache_dir: str | Path, url: str | None = No
         PosixPath('/home/me/.cache/membed/ml-1m')
     """
     cache_dir = Path(cache_dir)
-    cache_dir.mkdir(parents=True, exist_ok=True)
     archive = cache_dir / info.archive_name
-    if archive.is_file():
-        try:
-            size = archive.stat().st_size
-            # Hashing a wrong-sized file is wasted time: the size check fails first anyway.
-            _check_archive(size, file_sha256(archive) if size == info.size else "", info, str(archive))
-        except DataError as error:
-            logger.warning("Ignoring %s: %s", archive, error)
-            archive.unlink(missing_ok=True)
-    if not archive.is_file():
-        archive = download_archive(info, cache_dir, url)
-    folder = extract_archive(info, archive, cache_dir)
+    with _created_folder(cache_dir):
+        if archive.is_file():
+            try:
+                size = archive.stat().st_size
+                # Hashing a wrong-sized file is wasted time: the size check fails first anyway.
+                _check_archive(size, file_sha256(archive) if size == info.size else "", info, str(archive))
+            except DataError as error:
+                logger.warning("Ignoring %s: %s", archive, error)
+                archive.unlink(missing_ok=True)
+        if not archive.is_file():
+            archive = download_archive(info, cache_dir, url)
+        folder = extract_archive(info, archive, cache_dir)
     archive.unlink(missing_ok=True)
     return folder

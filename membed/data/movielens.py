@@ -3,9 +3,12 @@
 `load_movielens("ml-100k")` looks for the extracted folder (`ml-100k/` holding
 `u.data`) in this order: the `data_dir` argument, `$MEMBED_DATA_DIR`, the
 cache folder (`cache_dir`, else `$MEMBED_CACHE_DIR`, else `~/.cache/membed`).
-A folder without the ratings file does not count. When none has it, the
-official zip is downloaded into the cache, verified and extracted (see
-`membed.data.download`).
+A folder without the ratings file does not count; one that is the dataset
+folder itself (`$MEMBED_DATA_DIR=.../ml-100k`) is used, with a warning. When
+none has it, the official zip is downloaded into the cache, verified and
+extracted (see `membed.data.download`). The numbers of ratings, users and items
+loaded must be the dataset's recorded ones, so a cut file is not mistaken for
+the dataset.
 
 Users and items are re-indexed `0 .. n-1` in order of first appearance in the
 ratings file, as the Keras collaborative-filtering example does with
@@ -55,6 +58,11 @@ class DatasetInfo:
         ratings_file: ratings file, relative to the extracted folder.
         format: `tsv` (`user item rating timestamp`, tab-separated), `dat`
             (`::`-separated) or `csv` (header `userId,movieId,rating,timestamp`).
+        num_ratings: ratings the complete file holds; a load that finds
+            another number (or other user or item counts) fails, so that a
+            cut or wrong file is not taken for the dataset.
+        num_users: distinct users in the ratings file.
+        num_items: distinct items in the ratings file (the rated movies).
     """
 
     name: str
@@ -63,6 +71,9 @@ class DatasetInfo:
     sha256: str
     ratings_file: str
     format: str
+    num_ratings: int
+    num_users: int
+    num_items: int
 
     @property
     def folder(self) -> str:
@@ -86,22 +97,27 @@ MOVIELENS: dict[str, DatasetInfo] = {
         DatasetInfo(
             "ml-100k", f"{_BASE_URL}/ml-100k.zip", 4924029,
             "50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229", "u.data", "tsv",
+            100_000, 943, 1_682,
         ),
         DatasetInfo(
             "ml-1m", f"{_BASE_URL}/ml-1m.zip", 5917549,
             "a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20", "ratings.dat", "dat",
+            1_000_209, 6_040, 3_706,
         ),
         DatasetInfo(
             "ml-latest-small", f"{_BASE_URL}/ml-latest-small.zip", 978202,
             "696d65a3dfceac7c45750ad32df2c259311949efec81f0f144fdfb91ebc9e436", "ratings.csv", "csv",
+            100_836, 610, 9_724,
         ),
         DatasetInfo(
             "ml-20m", f"{_BASE_URL}/ml-20m.zip", 198702078,
             "96f243c338a8665f6bcc89c53edf6ee39162a846940de6b7c8c48aeada765ff3", "ratings.csv", "csv",
+            20_000_263, 138_493, 26_744,
         ),
         DatasetInfo(
             "ml-25m", f"{_BASE_URL}/ml-25m.zip", 261978986,
             "8b21cfb7eb1706b4ec0aac894368d90acf26ebdfb6aced3ebd4ad5bd1eb9c6aa", "ratings.csv", "csv",
+            25_000_095, 162_541, 59_047,
         ),
     )
 }
@@ -223,14 +239,39 @@ def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "membed"
 
 
-def _search_path(data_dir: str | Path | None, cache_dir: str | Path | None) -> list[tuple[str, Path]]:
-    """The folders to look in, in order, each with a label for error messages."""
+@dataclasses.dataclass(frozen=True)
+class SourceHints:
+    """How the caller names the ways to provide a dataset, so that messages speak the caller's terms.
+
+    Library messages name Python arguments; a command line passes its own
+    flags instead (`python -m membed` says `--data-dir` and "drop --no-download").
+
+    Attributes:
+        data_dir: the argument or flag that names a folder of extracted datasets.
+        allow_download: how to let a dataset that is not found be downloaded.
+    """
+
+    data_dir: str
+    allow_download: str
+
+
+PYTHON_HINTS = SourceHints(data_dir="`data_dir`", allow_download="allow download (download=True)")
+# The extracted datasets a folder of them holds (ml-100k/, ml-1m/ ...), as messages name them.
+DATASET_GLOB = "ml-*"
+# How many entries of such a folder a message lists before "and N more".
+LISTED_ENTRIES = 5
+
+
+def _search_path(
+    data_dir: str | Path | None, cache_dir: str | Path | None, hints: SourceHints = PYTHON_HINTS
+) -> list[tuple[str, Path]]:
+    """The folders to look in, in order, each with a label for error messages; the cache is last."""
     places = []
     if data_dir is not None:
         data_dir = Path(data_dir).expanduser()
         if not data_dir.is_dir():
-            raise ValueError(f"Invalid `data_dir`: '{data_dir}' is not a folder.")
-        places.append(("data_dir", data_dir))
+            raise ValueError(f"Invalid {hints.data_dir}: '{data_dir}' is not a folder.")
+        places.append((hints.data_dir, data_dir))
     from_env = os.environ.get(DATA_DIR_ENV, "").strip()
     if from_env:
         places.append((f"${DATA_DIR_ENV}", Path(from_env).expanduser()))
@@ -239,13 +280,71 @@ def _search_path(data_dir: str | Path | None, cache_dir: str | Path | None) -> l
     return places
 
 
+def _find(info: DatasetInfo, places: list[tuple[str, Path]]) -> Path | None:
+    """The first place's extracted folder of `info`; a place that is that folder itself also counts."""
+    for label, place in places:
+        if (place / info.ratings_path).is_file():
+            return place / info.folder
+        # Setting the variable to `.../ml-100k` instead of its parent is a common
+        # slip; when the folder is named after the dataset, what was meant is clear.
+        if place.name == info.folder and (place / info.ratings_file).is_file():
+            logger.warning(
+                "%s %s is the %s folder itself; using it, but set it to its parent, %s.",
+                label, place, info.name, place.absolute().parent,
+            )
+            return place
+    return None
+
+
+def _place_problem(label: str, place: Path) -> str | None:
+    """What is wrong with a folder the user named that does not hold the dataset; None when nothing stands out."""
+    if not place.is_dir():
+        return f"{label} {place} is not a folder"
+    if place.name in MOVIELENS or any((place / known.ratings_file).is_file() for known in MOVIELENS.values()):
+        return f"{label} {place} points at the dataset folder itself; set it to its parent, {place.absolute().parent}"
+    if any(entry.is_dir() for entry in place.glob(DATASET_GLOB)):
+        return None
+    try:
+        held = sorted(entry.name for entry in place.iterdir())
+    except OSError as error:
+        return f"{label} {place} cannot be read ({error.strerror})"
+    more = len(held) - LISTED_ENTRIES
+    listing = ", ".join(held[:LISTED_ENTRIES]) + (f" and {more} more" if more > 0 else "")
+    return f"{label} {place} holds no {DATASET_GLOB} folder ({f'it holds {listing}' if held else 'it is empty'})"
+
+
+def _unavailable(
+    info: DatasetInfo, problem: str, places: list[tuple[str, Path]], last_remedy: str, hints: SourceHints
+) -> DatasetUnavailable:
+    """One line: `problem`, what is wrong with the folders the user named, and how to provide the dataset."""
+    # The cache (last) is not the user's doing: it is empty until a first download.
+    notes = [note for label, place in places[:-1] if (note := _place_problem(label, place))]
+    remedies = f"set {DATA_DIR_ENV} to a folder holding {info.folder}/, pass {hints.data_dir}, or {last_remedy}"
+    return DatasetUnavailable("; ".join([problem, *notes, remedies]) + ".")
+
+
+def _checked(info: DatasetInfo, data: RatingsData) -> RatingsData:
+    """`data` when its sizes are the dataset's known ones; DataError otherwise, as a cut file parses fine."""
+    expected = (info.num_ratings, info.num_users, info.num_items)
+    found = (len(data), data.num_users, data.num_items)
+    if found != expected:
+        raise DataError(
+            f"{info.ratings_path}: expected {expected[0]} ratings ({expected[1]} users, {expected[2]} items), "
+            f"found {found[0]} ratings ({found[1]} users, {found[2]} items); "
+            f"the file is incomplete or not {info.name}."
+        )
+    return data
+
+
 def find_movielens(
     name: str, data_dir: str | Path | None = None, cache_dir: str | Path | None = None
 ) -> Path | None:
     """The extracted folder of dataset `name` (the one holding its ratings file), or None; never downloads.
 
     Looks in `data_dir`, then `$MEMBED_DATA_DIR`, then the cache, each a
-    folder holding extracted datasets (`<dir>/ml-100k/u.data`).
+    folder holding extracted datasets (`<dir>/ml-100k/u.data`). A folder that
+    is the dataset folder itself (named `ml-100k`, holding `u.data`) is used
+    too, with a warning.
 
     Args:
         name: a key of `MOVIELENS`.
@@ -256,11 +355,7 @@ def find_movielens(
         >>> find_movielens("ml-100k", data_dir="../shared/data/movielens")
         PosixPath('../shared/data/movielens/ml-100k')
     """
-    info = dataset_info(name)
-    for _, place in _search_path(data_dir, cache_dir):
-        if (place / info.ratings_path).is_file():
-            return place / info.folder
-    return None
+    return _find(dataset_info(name), _search_path(data_dir, cache_dir))
 
 
 def load_movielens(
@@ -268,6 +363,8 @@ def load_movielens(
     data_dir: str | Path | None = None,
     cache_dir: str | Path | None = None,
     download: bool = True,
+    *,
+    hints: SourceHints = PYTHON_HINTS,
 ) -> RatingsData:
     """Loads a MovieLens dataset as integer-indexed ratings, downloading it if needed.
 
@@ -275,19 +372,26 @@ def load_movielens(
     that holds the extracted folder with its ratings file; otherwise (when
     `download`) the official zip is fetched into the cache, checked against its
     recorded size and sha256, and extracted. Data loaded from the cache is also
-    kept there as `<name>.npz`, so the next load skips parsing.
+    kept there as `<name>.npz`, so the next load skips parsing. Whatever the
+    source, the numbers of ratings, users and items must be the dataset's
+    recorded ones.
 
     Args:
         name: `ml-100k`, `ml-1m`, `ml-latest-small`, `ml-20m` or `ml-25m`.
         data_dir: a folder holding extracted datasets (`<data_dir>/ml-100k/u.data`).
         cache_dir: where downloads go; default `$MEMBED_CACHE_DIR` or `~/.cache/membed`.
         download: fetch the archive when no local copy is found.
+        hints: how error messages name `data_dir` and allowing a download;
+            a command line passes its flags.
 
     Raises:
         ValueError: unknown `name`, or `data_dir` is not a folder.
-        DatasetUnavailable: not found locally and `download` is off or failed.
-        DataError: a malformed ratings file (naming file and line), or a
-            downloaded archive that does not match.
+        DatasetUnavailable: not found locally and `download` is off or failed
+            (also at once when it failed earlier in this process); the message
+            says what is wrong with `data_dir` or `$MEMBED_DATA_DIR`.
+        DataError: a malformed ratings file (naming file and line), one with
+            other sizes than the dataset's, or a downloaded archive that does
+            not match.
 
     Example:
         >>> data = load_movielens("ml-latest-small", data_dir="../shared/data/movielens")
@@ -297,22 +401,23 @@ def load_movielens(
     info = dataset_info(name)
     if not isinstance(download, bool):
         raise ValueError(f"Invalid `download`: {download!r}. It must be True or False.")
-    places = _search_path(data_dir, cache_dir)
+    places = _search_path(data_dir, cache_dir, hints)
     cache = places[-1][1]
-    folder = find_movielens(name, data_dir, cache)
+    folder = _find(info, places)
     if folder is None:
         if not download:
             searched = ", ".join(f"{label} {place}" for label, place in places)
-            raise DatasetUnavailable(
-                f"{name}: {info.ratings_path} not found in {searched}; set {DATA_DIR_ENV} to a folder "
-                f"holding {info.folder}/, pass data_dir, or allow download (download=True)."
-            )
-        folder = fetch_dataset(info, cache)
+            problem = f"{name}: {info.ratings_path} not found in {searched}"
+            raise _unavailable(info, problem, places, hints.allow_download, hints)
+        try:
+            folder = fetch_dataset(info, cache)
+        except DatasetUnavailable as error:
+            raise _unavailable(info, str(error), places, f"put {info.archive_name} in {cache}", hints) from error
     source = folder / info.ratings_file
     in_cache = folder == cache / info.folder
     if in_cache and (cached := _load_npz(cache / f"{name}.npz", source, name)) is not None:
-        return cached
-    data = _index_ratings(name, *read_ratings(source, info.format, info.ratings_path))
+        return _checked(info, cached)
+    data = _checked(info, _index_ratings(name, *read_ratings(source, info.format, info.ratings_path)))
     if in_cache:
         _save_npz(cache / f"{name}.npz", source, data)
     return data
