@@ -25,13 +25,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from bench import grid  # noqa: E402
+from bench import grid, journal  # noqa: E402
 from membed import measure  # noqa: E402
 
 SELECTION = pytest.StashKey[grid.Selection]()
 NOT_RUN = pytest.StashKey[list]()
 CASE = pytest.StashKey[grid.Case]()
 SELECTED = pytest.StashKey[list]()  # node ids of the cases this run selected
+JOURNAL = pytest.StashKey[journal.Writer]()
+RESUMED = pytest.StashKey[journal.Contents]()  # what an interrupted run had finished
+INTERRUPTED = pytest.StashKey[bool]()
+ROOT = Path(__file__).resolve().parents[1]
 _LOGGED = pytest.StashKey[bool]()  # the item's not_run entry is written
 SHARED_MOVIELENS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "movielens"
 
@@ -49,6 +53,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="seconds before a memory measurement process is killed (default 600)")
     group.addoption("--allow-download", action="store_true",
                     help="download MovieLens variants that are not found locally")
+    group.addoption("--resume", action="store_true",
+                    help="run only the cases missing from the journal beside --benchmark-json (an "
+                         "interrupted run), then write the JSON of the whole run")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -67,19 +74,50 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SELECTION] = selection
     config.stash[NOT_RUN] = []
     config.stash[SELECTED] = []
-    _make_json_folder(config)
-
-
-def _make_json_folder(config: pytest.Config) -> None:
-    """Creates the folder of `--benchmark-json` now: pytest-benchmark opens the file only at the end of the run."""
+    config.stash[INTERRUPTED] = False
     path = config.getoption("benchmark_json", None)
-    if path is None:
-        return
+    if path is not None:
+        _make_json_folder(path)
+        _open_journal(config, journal.journal_path(path), selection)
+    elif config.getoption("resume", False):
+        raise pytest.UsageError("bench: --resume needs the --benchmark-json of the run to resume.")
+
+
+def _make_json_folder(path: Path) -> None:
+    """Creates the folder of `--benchmark-json` now: pytest-benchmark opens the file only at the end of the run."""
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise pytest.UsageError(f"bench: cannot create the folder of --benchmark-json {path}: "
                                 f"{error.strerror}.") from None
+
+
+def _open_journal(config: pytest.Config, path: Path, selection: grid.Selection) -> None:
+    """Starts the run's journal, or reopens the one to resume after checking that it is this run's."""
+    run = {
+        "profile": selection.profile.name,
+        "strategies": list(selection.strategies),
+        "vocabs": list(selection.vocabs),
+        "vocab_sizes": list(selection.vocab_sizes),
+        "keyword": config.getoption("keyword", ""),
+        "paths": [str(arg) for arg in config.args],
+        "code_version": journal.code_version(ROOT),
+    }
+    if not config.getoption("resume", False):
+        config.stash[JOURNAL] = journal.Writer(path, run)
+        return
+    try:
+        contents = journal.read(path)
+    except (OSError, ValueError) as error:
+        raise pytest.UsageError(f"bench: cannot resume from {path}: {error}") from None
+    differing = [key for key in run if contents.run.get(key) != run[key]]
+    if differing:
+        key = differing[0]
+        raise pytest.UsageError(
+            f"bench: cannot resume {path}: it was made with another {key} "
+            f"({contents.run.get(key)!r}, this run {run[key]!r}); rerun without --resume.")
+    config.stash[RESUMED] = contents
+    config.stash[JOURNAL] = journal.Writer(path)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -119,11 +157,22 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
                 f"bench: registered strategy {missing[0]!r} has no case in the {suite} suite; "
                 "every suite must be parametrized over the registry (bench/grid.py)."
             )
+    config.stash[SELECTED] = [item.nodeid for item in items if CASE in item.stash]  # narrowed by -k later
+    resumed = config.stash.get(RESUMED, None)
+    if resumed is not None:
+        # The resumed journal was made with the same -k and paths, so its cases are in this selection.
+        done = [item for item in items if item.nodeid in resumed.finished]
+        items[:] = [item for item in items if item.nodeid not in resumed.finished]
+        config.hook.pytest_deselected(items=done)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    # After -k / path selection: what the gate may expect this run to have measured.
-    session.config.stash[SELECTED] = [item.nodeid for item in session.items if CASE in item.stash]
+    # After -k / path selection: what the gate may expect this run (with the run it resumes) to have measured.
+    config = session.config
+    kept = {item.nodeid for item in session.items}
+    resumed = config.stash.get(RESUMED, None)
+    kept |= resumed.finished if resumed is not None else set()
+    config.stash[SELECTED] = [nodeid for nodeid in config.stash[SELECTED] if nodeid in kept]
 
 
 def _case_of(item) -> grid.Case | None:
@@ -169,14 +218,58 @@ def pytest_runtest_makereport(item, call):
     item.config.stash[NOT_RUN].append(entry)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem):
+    """Journals the case once it has finished; an interrupted case is recorded as such, without its timings."""
+    config = item.config
+    writer = config.stash.get(JOURNAL, None)
+    timed, not_run = config._benchmarksession.benchmarks, config.stash[NOT_RUN]
+    timed_before, not_run_before = len(timed), len(not_run)
+    outcome = yield
+    if outcome.excinfo is not None and issubclass(outcome.excinfo[0], KeyboardInterrupt):
+        del timed[timed_before:]  # its rounds stopped half way: no statistics to write
+        case = item.stash.get(CASE, None)
+        if case is not None:
+            config.stash[INTERRUPTED] = True
+            not_run.append({**grid.base_record(case), "status": "interrupted",
+                            "reason": "the run was interrupted (Ctrl-C) during this case", "fullname": item.nodeid})
+    if writer is None:
+        return
+    for metadata in timed[timed_before:]:
+        if not metadata.has_error:
+            writer.write("benchmark", metadata.as_dict(include_data=True))
+    for entry in not_run[not_run_before:]:
+        writer.write("not_run", entry)
+
+
 def pytest_benchmark_update_json(config: pytest.Config, benchmarks, output_json: dict) -> None:
     selection = config.stash.get(SELECTION, None)
+    selected = config.stash.get(SELECTED, [])
+    not_run = config.stash.get(NOT_RUN, [])
+    resumed = config.stash.get(RESUMED, None)
+    if resumed is not None:
+        # The cases the interrupted run finished, in the order one uninterrupted run would have written them.
+        order = {fullname: index for index, fullname in enumerate(selected)}
+        # Its interrupted case ran again in this run.
+        kept = [entry for entry in resumed.not_run if entry["status"] != "interrupted"]
+        output_json["benchmarks"] = sorted(resumed.benchmarks + output_json["benchmarks"],
+                                           key=lambda entry: order.get(entry["fullname"], len(order)))
+        not_run = sorted(kept + not_run, key=lambda entry: order.get(entry["fullname"], len(order)))
     output_json["membed"] = {
         "schema_version": grid.SCHEMA_VERSION,
         "profile": selection.profile.name if selection else None,
-        "selected": config.stash.get(SELECTED, []),
-        "not_run": config.stash.get(NOT_RUN, []),
+        "interrupted": config.stash.get(INTERRUPTED, False),
+        "selected": selected,
+        "not_run": not_run,
     }
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    writer = config.stash.get(JOURNAL, None)
+    if writer is not None and config.stash.get(INTERRUPTED, False):
+        terminalreporter.write_line(
+            f"membed: the run was interrupted; its finished cases are in {config.getoption('benchmark_json')} "
+            f"and {writer.path}. Run the same command with --resume to run only the rest.", yellow=True, bold=True)
 
 
 @pytest.hookimpl(trylast=True)
@@ -186,10 +279,13 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     pytest-benchmark saves nothing when no benchmark ran; a run whose every
     case skipped (no data, too big) is still a result the report must show.
     """
+    writer = session.config.stash.get(JOURNAL, None)
+    if writer is not None:
+        writer.close()
     benchmark_session = getattr(session.config, "_benchmarksession", None)
     if benchmark_session is None or not benchmark_session.json or benchmark_session.benchmarks:
         return
-    if not session.config.stash.get(NOT_RUN, []):
+    if not session.config.stash.get(NOT_RUN, []) and RESUMED not in session.config.stash:
         return
     hook = session.config.hook
     commit_info = hook.pytest_benchmark_generate_commit_info(config=session.config)

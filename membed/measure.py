@@ -634,6 +634,9 @@ def _run_forked(spec: dict, timeout_s: float) -> dict[str, Any]:
         except EOFError:
             process.join(10)
             return failed(_death_reason(process.exitcode))
+    except BaseException:
+        process.kill()  # interrupted (Ctrl-C): the measurement is abandoned, not waited for
+        raise
     finally:
         # After a result the child is only exiting; give it a moment, then make sure.
         process.join(10)

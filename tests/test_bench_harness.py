@@ -1,16 +1,13 @@
 """The benchmark harness: the grid's rules, its coverage of the registry, and the JSON a tiny run writes."""
 
 import json
-import os
 import re
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from bench import grid
+from bench_runs import run_bench
 from membed import strategies
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -144,37 +141,6 @@ def test_bad_options_list_the_valid_values(arguments, listed):
 
 
 # ----- a tiny run, end to end -------------------------------------------------------------
-BROKEN_PLUGIN = textwrap.dedent('''
-    """Registers a strategy whose lookup raises, here and in the measuring process."""
-    from membed.strategies import register
-    from membed.strategies.full import FullEmbedding
-
-
-    @register
-    class BrokenEmbedding(FullEmbedding):
-        strategy_name = "broken"
-
-        def lookup(self, ids):
-            raise RuntimeError("broken on purpose")
-''')
-
-
-def run_bench(tmp_path: Path, *arguments: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    (tmp_path / "membed_broken_plugin.py").write_text(BROKEN_PLUGIN)
-    environment = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]),
-        # ml-1m is nowhere: it must skip, not download.
-        "MEMBED_DATA_DIR": str(tmp_path),
-        "MEMBED_CACHE_DIR": str(tmp_path / "cache"),
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "bench", "-p", "membed_broken_plugin", *arguments],
-        cwd=ROOT, env=environment, capture_output=True, text=True, timeout=timeout,
-    )
-
-
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("bench")

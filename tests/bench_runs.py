@@ -1,0 +1,59 @@
+"""Real `pytest bench` runs in a child process, with plugins that register misbehaving strategies."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+PLUGIN = textwrap.dedent('''
+    """Registers a strategy whose lookup raises, and one whose lookup takes 0.2 s a call."""
+    import time
+
+    import tensorflow as tf
+
+    from membed.strategies import register
+    from membed.strategies.full import FullEmbedding
+
+
+    @register
+    class BrokenEmbedding(FullEmbedding):
+        strategy_name = "broken"
+
+        def lookup(self, ids):
+            raise RuntimeError("broken on purpose")
+
+
+    @register
+    class SlowEmbedding(FullEmbedding):
+        strategy_name = "slow"
+
+        def lookup(self, ids):
+            # Slow at every call, traced or not: a case long enough to be interrupted.
+            ids = tf.numpy_function(lambda values: (time.sleep(0.2), values)[1], [ids], ids.dtype,
+                                    stateful=True)
+            return super().lookup(tf.ensure_shape(ids, [None]))
+''')
+
+
+def bench_command(tmp_path: Path, *arguments: str) -> tuple[list[str], dict[str, str]]:
+    """The argv and environment of `pytest bench ARGUMENTS` with the plugin above loaded."""
+    (tmp_path / "membed_test_plugin.py").write_text(PLUGIN)
+    environment = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]),
+        # ml-1m is nowhere: it must skip, not download.
+        "MEMBED_DATA_DIR": str(tmp_path),
+        "MEMBED_CACHE_DIR": str(tmp_path / "cache"),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    return [sys.executable, "-m", "pytest", "bench", "-p", "membed_test_plugin", *arguments], environment
+
+
+def run_bench(tmp_path: Path, *arguments: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    argv, environment = bench_command(tmp_path, *arguments)
+    return subprocess.run(argv, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=timeout)

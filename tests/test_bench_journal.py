@@ -1,0 +1,95 @@
+"""Long runs lose nothing: the journal, a clean Ctrl-C, resume, a torn last line."""
+
+import json
+import signal
+import subprocess
+import time
+
+import pytest
+
+from bench import journal
+from bench_runs import ROOT, bench_command, run_bench
+
+# The gather row, `full` and then the slow strategy, whose lookup case takes several seconds.
+SELECTION = ("--benchmark-only", "--strategies", "full,slow", "--vocab-sizes", "1000",
+             "--datasets", "synthetic-zipf", "-k", "lookup or gather")
+
+
+def journal_lines(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def cases_of(result: dict) -> list[str]:
+    return sorted([entry["fullname"] for entry in result["benchmarks"]]
+                  + [entry["fullname"] for entry in result["membed"]["not_run"]])
+
+
+def test_an_interrupted_run_keeps_its_finished_cases_and_a_resumed_run_completes_it(tmp_path):
+    out = tmp_path / "out" / "run.json"
+    argv, environment = bench_command(tmp_path, *SELECTION, "--benchmark-json", str(out))
+    process = subprocess.Popen(argv, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    path = journal.journal_path(out)
+    deadline = time.monotonic() + 120
+    # The run line, the gather row and `full`: the slow case is running now.
+    while len(journal_lines(path)) < 3 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert process.poll() is None, "the run ended before it could be interrupted"
+    interrupted_at = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
+    assert time.monotonic() - interrupted_at < 15, "Ctrl-C took too long to stop the run"
+    assert process.returncode != 0
+    assert "Traceback" not in output and "min() arg is an empty sequence" not in output
+
+    partial = json.loads(out.read_text())
+    assert partial["membed"]["interrupted"] is True
+    finished = {entry["fullname"] for entry in partial["benchmarks"]}
+    assert any("gather" in name for name in finished) and any("lookup[full-" in name for name in finished)
+    (slow,) = [entry for entry in partial["membed"]["not_run"] if "slow" in entry["fullname"]]
+    assert slow["status"] == "interrupted"
+    # The report reads the journal of a run that never finished.
+    assert journal.read(path).finished == finished
+
+    resumed = run_bench(tmp_path, *SELECTION, "--benchmark-json", str(out), "--resume")
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "2 deselected" in resumed.stdout or "deselected" in resumed.stdout
+    whole = json.loads(out.read_text())
+    assert whole["membed"]["interrupted"] is False
+    assert cases_of(whole) == sorted(whole["membed"]["selected"])
+    assert [entry["fullname"] for entry in whole["benchmarks"]] == whole["membed"]["selected"]
+    assert all(entry["extra_info"]["status"] == "ok" for entry in whole["benchmarks"])
+
+
+def test_resume_refuses_a_journal_of_another_selection(tmp_path):
+    out = tmp_path / "run.json"
+    first = run_bench(tmp_path, "--benchmark-only", "--strategies", "full", "--vocab-sizes", "1000",
+                      "--datasets", "synthetic-zipf", "-k", "gather", "--benchmark-json", str(out))
+    assert first.returncode == 0, first.stdout[-3000:]
+    other = run_bench(tmp_path, "--benchmark-only", "--strategies", "qr", "--vocab-sizes", "1000",
+                      "--datasets", "synthetic-zipf", "-k", "gather", "--benchmark-json", str(out), "--resume")
+    assert other.returncode != 0
+    assert "cannot resume" in other.stderr and "another strategies" in other.stderr
+
+
+def test_a_torn_last_line_is_ignored_with_a_warning(tmp_path):
+    path = tmp_path / "run.jsonl"
+    writer = journal.Writer(path, {"profile": "quick"})
+    writer.write("not_run", {"fullname": "bench/test_memory.py::test_memory[a]", "status": "skipped"})
+    writer.close()
+    with open(path, "a") as stream:
+        stream.write('{"kind": "benchmark", "entry": {"fullna')  # the process died mid-write
+    with pytest.warns(UserWarning, match="torn last line"):
+        contents = journal.read(path)
+    assert contents.run == {"profile": "quick"}
+    assert contents.finished == {"bench/test_memory.py::test_memory[a]"} and contents.benchmarks == []
+
+
+def test_a_damaged_journal_is_an_error_not_a_guess(tmp_path):
+    path = tmp_path / "run.jsonl"
+    path.write_text('{"kind": "run", "run": {}}\nnot json\n{"kind": "not_run", "entry": {}}\n')
+    with pytest.raises(ValueError, match="line 2: not JSON"):
+        journal.read(path)
+    (tmp_path / "other.jsonl").write_text('{"kind": "benchmark"}\n')
+    with pytest.raises(ValueError, match="not a membed journal"):
+        journal.read(tmp_path / "other.jsonl")
