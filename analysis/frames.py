@@ -24,11 +24,18 @@ BASELINE_PRESET = "baseline"
 EXAMPLE_STRATEGY = "example_qr+example_md"
 EXAMPLE_PRESET = "example"
 MOVIELENS_PREFIX = "ml-"
+# The suites record compression by bytes (full float32 table bytes / (param_bytes
+# + index_bytes)), so an int8 table shows ~3.8x though its params do not shrink;
+# the label says so, and METRICS puts `params` beside it for the count view.
+COMPRESSION_LABEL = "compression (bytes)"
+# Relative difference below which two runs' numbers count as the same (JSON
+# round trips and re-summing leave noise in the last digits, never more).
+NOISE_RTOL = 1e-9
 
 # (label, source column, scale): the measured columns of a suite table, in order.
 METRICS: tuple[tuple[str, str, float], ...] = (
     ("params", "params", 1.0),
-    ("compression", "compression", 1.0),
+    (COMPRESSION_LABEL, "compression", 1.0),
     ("param MiB", "param_bytes", 1 / MIB),
     ("index MiB", "index_bytes", 1 / MIB),
     ("peak alloc MiB lookup", "peak_alloc_bytes_lookup", 1 / MIB),
@@ -319,15 +326,47 @@ def example_table(frame: pd.DataFrame, best: int = 3) -> Table:
     return Table("The example on MovieLens", pd.DataFrame(records, columns=columns), note, ("vocab", "vocab_size"))
 
 
+def case_groups(frame: pd.DataFrame, by: Sequence[str], shown: int = 3) -> pd.DataFrame:
+    """One row per distinct value of the `by` columns: how many cases share it and the first `shown`.
+
+    Hundreds of cases that stopped for one reason read as one line this way.
+    Groups with the most cases come first.
+
+    Example:
+        >>> case_groups(pd.DataFrame({"case": ["a", "b", "c"], "reason": ["x", "y", "x"]}), ["reason"]).values.tolist()
+        [[2, 'x', 'a, c'], [1, 'y', 'b']]
+    """
+    by = list(by)
+    records = []
+    for key, group in frame.groupby(by, sort=False, dropna=False):
+        cases = group["case"].tolist()
+        more = f" and {len(cases) - shown} more" if len(cases) > shown else ""
+        values = key if isinstance(key, tuple) else (key,)
+        records.append({"cases": len(cases), **dict(zip(by, values)), "examples": ", ".join(cases[:shown]) + more})
+    out = pd.DataFrame(records, columns=["cases", *by, "examples"])
+    return out.sort_values("cases", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def not_run_table(frame: pd.DataFrame) -> Table:
+    """Every case that is not ok, grouped by status and reason: why parts of the grid are empty."""
+    stopped = frame[frame["status"] != "ok"]
+    note = "Each distinct reason once, with the number of cases it stopped."
+    return Table(f"Not run or failed ({len(stopped)} cases)", case_groups(stopped, ["status", "reason"]), note)
+
+
 def report_tables(frame: pd.DataFrame) -> list[Table]:
-    """Every table of the report: one per suite, then the example's, then the Pareto front."""
+    """Every table of the report: one per suite, the example's, the Pareto front, then why cases did not run."""
     derived = with_baseline_mse(frame)
     tables = [suite_table(derived, suite) for suite in ordered_suites(derived)]
     if (derived["suite"] == "accuracy").any():
         example = example_table(derived)
         if len(example.frame):
             tables.append(example)
-        tables.append(pareto_table(derived))
+        pareto = pareto_table(derived)
+        if len(pareto.frame):
+            tables.append(pareto)
+    if (derived["status"] != "ok").any():
+        tables.append(not_run_table(derived))
     return tables
 
 
@@ -396,6 +435,41 @@ def compare_frame(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
         ["_suite", "vocab", "vocab_size", "strategy", "preset", "dim", "_order"], kind="stable", na_position="first"
     )
     return out.drop(columns=["_order", "_suite"]).reset_index(drop=True)
+
+
+def changed_rows(long: pd.DataFrame) -> pd.DataFrame:
+    """The rows of `compare_frame` worth reading: a metric that moved beyond float noise or appeared
+    or vanished, every row of a case whose status changed, and one `status` row for a case on one side only.
+
+    A case on one side has nothing to compare; its metrics would bury the changes.
+    """
+    if not len(long):
+        return long
+    old, new = long["old"].to_numpy(dtype="float64"), long["new"].to_numpy(dtype="float64")
+    moved = ~np.isclose(old, new, rtol=NOISE_RTOL, atol=0.0, equal_nan=True)
+    status = long["status"]
+    one_sided = (status.str.startswith("missing -> ") | status.str.endswith(" -> missing")).to_numpy()
+    changed = long[(moved | status.str.contains(" -> ", regex=False).to_numpy()) & ~one_sided]
+    sides = long[one_sided].drop_duplicates("case").assign(metric="status")
+    sides[["old", "new", "delta", "delta %"]] = np.nan
+    return pd.concat([changed, sides]).sort_index()
+
+
+def compare_counts(long: pd.DataFrame) -> dict[str, int]:
+    """Cases in both runs (`compared`), how many of those changed, and how many are on one side only."""
+    if not len(long):
+        return {"compared": 0, "changed": 0, "only_old": 0, "only_new": 0}
+    status = long.drop_duplicates("case").set_index("case")["status"]
+    only_old = status.str.endswith(" -> missing")
+    only_new = status.str.startswith("missing -> ")
+    both = status.index[~(only_old | only_new)]
+    changed = changed_rows(long)["case"]
+    return {
+        "compared": len(both),
+        "changed": changed[changed.isin(both)].nunique(),
+        "only_old": int(only_old.sum()),
+        "only_new": int(only_new.sum()),
+    }
 
 
 def _status_change(old: str | None, new: str | None) -> str:

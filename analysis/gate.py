@@ -1,7 +1,8 @@
 """The regression gate: compare a result with a baseline, case by case, under a few rules.
 
-A case regresses when (defaults; each overridable by a CLI flag or by a
-`[tool.membed.gate]` table in ./pyproject.toml):
+A case regresses when (the limits come from the `[tool.membed.gate]` table of a
+pyproject.toml, see `find_gate_config`, and a CLI flag overrides one of them; in
+parentheses, the code's values for keys the table leaves out):
 
 - its params grew by more than `params_growth` parameters (0: any growth), or its
   param_bytes or index_bytes grew by more than `bytes_growth` bytes;
@@ -12,7 +13,11 @@ A case regresses when (defaults; each overridable by a CLI flag or by a
   `gather_ratio_rel` (30%);
 - its final val MSE grew by more than `val_mse_abs` (0.01);
 - it is ok in the baseline and missing, failed or skipped in the result
-  (`missing_fails`).
+  (`missing_fails`), although the result's run selected its test.
+
+A run that names the pytest node ids it selected (`membed.selected`) is a slice
+when it selected fewer tests than the baseline holds: baseline cases whose node
+id it did not select are "not in this run's selection", counted and not gated.
 
 An improvement is the mirror image (shrank past the same limits); improvements
 are listed but never fail the gate. Only ok cases make up a baseline, so a case
@@ -20,6 +25,7 @@ that already failed when the baseline was taken is not held against a result.
 
 The baseline file keeps only what the gate reads:
 `{"schema_version": 1, "kind": "membed-baseline", "cases": {case: {field: value}}}`,
+the fields being the gated ones and `fullname`, the case's pytest node id;
 written with sorted keys and indent 1 so that updating it gives a small diff.
 """
 
@@ -28,7 +34,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +55,7 @@ except ModuleNotFoundError:  # Python 3.10: tomllib arrived in 3.11; tomli is th
 BASELINE_KIND = "membed-baseline"
 BASELINE_SCHEMA_VERSION = 1
 DEFAULT_BASELINE = Path("reports/baseline.json")
+GATE_TABLE = "[tool.membed.gate]"
 MIB = 1024 * 1024
 PEAK_FIELDS = ("peak_alloc_bytes_lookup", "peak_rss_bytes_lookup", "peak_alloc_bytes_train", "peak_rss_bytes_train")
 # RSS moves with the environment (library versions, the Python allocator), the
@@ -116,6 +123,58 @@ class GateRules:
         return dataclasses.replace(base, **updates)
 
 
+def read_gate_table(path: str | Path) -> dict[str, Any] | None:
+    """The `[tool.membed.gate]` table of the TOML file `path`; None when the file or the table is absent.
+
+    Raises:
+        ResultError: the file is not valid TOML, or the entry is not a table.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    text = path.read_text(encoding="utf-8")
+    if tomllib is None:
+        # Ignoring a gate table we cannot read would gate with the wrong limits; no table, no harm.
+        if GATE_TABLE in text:
+            raise ResultError(f"{path}: reading {GATE_TABLE} needs Python >= 3.11 or the tomli package.")
+        return None
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ResultError(f"{path}: not valid TOML ({err}).") from None
+    table = document.get("tool", {}).get("membed", {}).get("gate")
+    if table is not None and not isinstance(table, dict):
+        raise ResultError(f"{path}: {GATE_TABLE} must be a table.")
+    return table
+
+
+def find_gate_config(starts: Iterable[str | Path]) -> Path | None:
+    """The first pyproject.toml holding `[tool.membed.gate]`, from each start folder upward in turn.
+
+    The gate starts from the baseline's folder, so that its verdict does not
+    depend on the working directory: reports/baseline.json finds the repo's
+    pyproject.toml from anywhere.
+
+    Args:
+        starts: folders to search from, in order of preference.
+
+    Example:
+        >>> find_gate_config(["reports"])  # doctest: +SKIP
+        PosixPath('/work/main/pyproject.toml')
+    """
+    seen: set[Path] = set()
+    for start in starts:
+        start = Path(start).resolve()
+        for folder in (start, *start.parents):
+            if folder in seen:
+                continue
+            seen.add(folder)
+            candidate = folder / "pyproject.toml"
+            if read_gate_table(candidate) is not None:
+                return candidate
+    return None
+
+
 def rules_from_pyproject(path: str | Path = "pyproject.toml", base: GateRules | None = None) -> GateRules:
     """Applies the `[tool.membed.gate]` table of `path` (if the file and table exist) on top of `base`.
 
@@ -123,26 +182,9 @@ def rules_from_pyproject(path: str | Path = "pyproject.toml", base: GateRules | 
         >>> rules_from_pyproject("no-such-pyproject.toml") == GateRules()
         True
     """
-    path = Path(path)
     base = base or GateRules()
-    if not path.is_file():
-        return base
-    text = path.read_text(encoding="utf-8")
-    if tomllib is None:
-        # Ignoring a gate table we cannot read would gate with the wrong limits; no table, no harm.
-        if "[tool.membed.gate]" in text:
-            raise ResultError(f"{path}: reading [tool.membed.gate] needs Python >= 3.11 or the tomli package.")
-        return base
-    try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise ResultError(f"{path}: not valid TOML ({err}).") from None
-    table = document.get("tool", {}).get("membed", {}).get("gate")
-    if table is None:
-        return base
-    if not isinstance(table, dict):
-        raise ResultError(f"{path}: [tool.membed.gate] must be a table.")
-    return GateRules.from_mapping(table, f"{path} [tool.membed.gate]", base)
+    table = read_gate_table(path)
+    return base if table is None else GateRules.from_mapping(table, f"{path} {GATE_TABLE}", base)
 
 
 def _round(value: float) -> float:
@@ -152,13 +194,13 @@ def _round(value: float) -> float:
 
 
 def baseline_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """The gate's view of a tidy frame: ok cases only (last one wins), `case` + gated fields.
+    """The gate's view of a tidy frame: ok cases only (last one wins), `case`, `fullname` + gated fields.
 
     Args:
         frame: a tidy frame from `analysis.load`.
     """
     ok = frame[frame["status"] == "ok"].drop_duplicates("case", keep="last")
-    columns = ["case", "schema_version", *GATED_FIELDS]
+    columns = ["case", "fullname", "schema_version", *GATED_FIELDS]
     return ok.reindex(columns=columns).sort_values("case").reset_index(drop=True)
 
 
@@ -167,6 +209,9 @@ def baseline_document(frame: pd.DataFrame) -> dict[str, Any]:
     cases: dict[str, dict[str, Any]] = {}
     for record in baseline_frame(frame).to_dict("records"):
         entry: dict[str, Any] = {"schema_version": int(record.get("schema_version") or BASELINE_SCHEMA_VERSION)}
+        # The node id lets a later slice (`membed.selected`) say whether it ran this case's test.
+        if isinstance(record.get("fullname"), str):
+            entry["fullname"] = record["fullname"]
         for field in GATED_FIELDS:
             value = record.get(field)
             if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -202,7 +247,7 @@ def load_baseline(path: str | Path) -> pd.DataFrame:
         for case, entry in cases.items():
             check_schema_version(entry.get("schema_version"), f"{path}: baseline case {case!r}")
             records.append({"case": case, **entry})
-        frame = pd.DataFrame(records).reindex(columns=["case", "schema_version", *GATED_FIELDS])
+        frame = pd.DataFrame(records).reindex(columns=["case", "fullname", "schema_version", *GATED_FIELDS])
         for field in ("schema_version", *GATED_FIELDS):
             frame[field] = pd.to_numeric(frame[field], errors="coerce").astype("float64")
         return frame.sort_values("case").reset_index(drop=True)
@@ -214,13 +259,22 @@ def load_baseline(path: str | Path) -> pd.DataFrame:
 
 @dataclass
 class GateOutcome:
-    """What the gate found: regressions fail; improvements and new cases are for the reader."""
+    """What the gate found: regressions fail; the rest is for the reader.
+
+    `missing` holds the baseline cases the run selected but did not bring back
+    ok (regressions too, under `missing_fails`); `not_selected` the baseline
+    cases whose test the run did not select; `unplaced` the absent baseline
+    cases that could not be checked against the selection because the baseline
+    has no node id for them.
+    """
 
     regressions: pd.DataFrame
     improvements: pd.DataFrame
     missing: pd.DataFrame
     new_cases: list[str]
     compared: int
+    not_selected: list[str] = dataclasses.field(default_factory=list)
+    unplaced: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -286,23 +340,59 @@ def compare(result: pd.DataFrame, baseline: pd.DataFrame, rules: GateRules) -> p
     return pd.concat(findings, ignore_index=True).sort_values(["case"], kind="stable").reset_index(drop=True)
 
 
+def outside_selection(
+    result: pd.DataFrame, baseline: pd.DataFrame, selected: Collection[str] | None
+) -> tuple[list[str], list[str]]:
+    """(not selected, unplaced): baseline cases absent from the result, split by the run's selection.
+
+    Not selected: the baseline's node id for the case is not among `selected`.
+    Unplaced: the baseline has no node id for the case, so the selection cannot
+    speak for it. Both are empty when the run does not say what it selected.
+    """
+    if selected is None:
+        return [], []
+    absent = baseline[~baseline["case"].isin(result["case"])]
+    has_node = absent["fullname"].map(lambda node: isinstance(node, str))
+    outside = has_node & ~absent["fullname"].isin(selected)
+    return sorted(absent.loc[outside, "case"]), sorted(absent.loc[~has_node, "case"])
+
+
 def missing_or_failed(result: pd.DataFrame, baseline: pd.DataFrame) -> pd.DataFrame:
-    """Baseline cases that are absent from the result, or present there only as failed/skipped."""
-    latest = result.drop_duplicates("case", keep="last").set_index("case")
+    """Baseline cases that are absent from the result, or present there only as failed/skipped.
+
+    A case absent under its own id is looked up by its node id too: a skipped
+    MovieLens case is named by its side (`users`) instead of its size, but its
+    test, and so its skip reason, is the same.
+    """
+    by_case = result.drop_duplicates("case", keep="last").set_index("case")
+    with_node = result[result["fullname"].map(lambda node: isinstance(node, str))]
+    by_node = with_node.drop_duplicates("fullname", keep="last").set_index("fullname")
     records = []
-    for case in baseline["case"]:
-        if case not in latest.index:
-            detail = "missing from the result"
-        elif latest.at[case, "status"] != "ok":
-            reason = latest.at[case, "reason"]
-            detail = f"{latest.at[case, 'status']}" + (f": {reason}" if isinstance(reason, str) and reason else "")
+    for case, node in zip(baseline["case"], baseline["fullname"], strict=True):
+        if case in by_case.index:
+            row = by_case.loc[case]
+        elif isinstance(node, str) and node in by_node.index and by_node.at[node, "status"] != "ok":
+            row = by_node.loc[node]
         else:
+            row = None
+        if row is None:
+            detail = "missing from the result"
+        elif row["status"] == "ok":
             continue
+        else:
+            reason = row["reason"]
+            detail = f"{row['status']}" + (f": {reason}" if isinstance(reason, str) and reason else "")
         records.append({"case": case, "rule": "missing_fails", "field": "status", "limit": detail})
     return pd.DataFrame(records).reindex(columns=FINDING_COLUMNS)
 
 
-def check(result: pd.DataFrame, baseline: pd.DataFrame, rules: GateRules, name: str = "baseline") -> GateOutcome:
+def check(
+    result: pd.DataFrame,
+    baseline: pd.DataFrame,
+    rules: GateRules,
+    name: str = "baseline",
+    selected: Collection[str] | None = None,
+) -> GateOutcome:
     """Runs every rule; raises `ResultError` when result and baseline share no case.
 
     Args:
@@ -310,6 +400,8 @@ def check(result: pd.DataFrame, baseline: pd.DataFrame, rules: GateRules, name: 
         baseline: the baseline in `baseline_frame` form.
         rules: the limits.
         name: how to call the baseline in an error (its path).
+        selected: the node ids the result's run selected (`analysis.load.load_run`);
+            None when it does not say, and then every baseline case counts as selected.
 
     Example:
         >>> check(frame, baseline_frame(frame), GateRules()).passed
@@ -321,10 +413,17 @@ def check(result: pd.DataFrame, baseline: pd.DataFrame, rules: GateRules, name: 
     findings = compare(result, baseline, rules)
     regressions = findings[findings["kind"] == "regression"].drop(columns="kind")
     improvements = findings[findings["kind"] == "improvement"].drop(columns="kind")
-    gone = missing_or_failed(result, baseline)
+    not_selected, unplaced = outside_selection(result, baseline, selected)
+    gone = missing_or_failed(result, baseline[~baseline["case"].isin(not_selected)])
     if rules.missing_fails and len(gone):
         regressions = pd.concat([gone, regressions], ignore_index=True) if len(regressions) else gone
     new_cases = sorted(set(result["case"]) - set(baseline["case"]))
     return GateOutcome(
-        regressions.reset_index(drop=True), improvements.reset_index(drop=True), gone, new_cases, len(common)
+        regressions.reset_index(drop=True),
+        improvements.reset_index(drop=True),
+        gone,
+        new_cases,
+        len(common),
+        not_selected,
+        unplaced,
     )

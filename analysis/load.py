@@ -4,7 +4,10 @@ The input contract is the schema in bench/README.md (schema_version 1): pytest-b
 own JSON, each `benchmarks` entry carrying the case description in `extra_info`,
 plus a top-level `membed` block whose `not_run` list names every case that was
 skipped or errored before producing an entry. Both kinds of case become rows, so
-nothing a run attempted vanishes from the report.
+nothing a run attempted vanishes from the report. Each row keeps its pytest node
+id in `fullname`; `membed.selected`, where present, lists the node ids the run
+selected (after -k / path filtering), so that the gate can tell a case outside
+a slice from one that went missing.
 
 Latency tail: pytest-benchmark's stats have no p95. `p95_s` is, in order of
 preference, the 95th percentile of `stats.data` (present only with
@@ -191,7 +194,7 @@ def _not_run_row(entry: dict[str, Any], source: str, profile: str | None) -> dic
     row.update(entry)
     row["status"] = entry.get("status") or "skipped"
     row["name"] = row["case"]
-    row.update(fullname=None, source=source, profile=profile, rounds=None)
+    row.update(fullname=entry.get("fullname"), source=source, profile=profile, rounds=None)
     row.update(median_s=None, mean_s=None, p95_s=None, p95_source=None)
     return row
 
@@ -205,6 +208,16 @@ def rows_of(data: dict[str, Any], source: str) -> list[dict[str, Any]]:
     for row in rows:
         check_schema_version(row.get("schema_version") or 1, f"{source}: case {row['case']!r}")
     return rows
+
+
+def selection_of(data: dict[str, Any], source: str) -> frozenset[str] | None:
+    """The node ids `membed.selected` says the run selected; None when the file predates that list."""
+    selected = (data.get("membed") or {}).get("selected")
+    if selected is None:
+        return None
+    if not isinstance(selected, list) or not all(isinstance(node, str) for node in selected):
+        raise ResultError(f"{source}: `membed.selected` must be a list of pytest node ids.")
+    return frozenset(selected)
 
 
 def frame_of(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
@@ -227,6 +240,23 @@ def frame_of(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     return frame[ordered + rest].reset_index(drop=True)
 
 
+def load_run(paths: Sequence[str | Path]) -> tuple[pd.DataFrame, frozenset[str] | None]:
+    """`load_results` of `paths`, and the node ids their runs selected (see `selection_of`).
+
+    The selection is the union over the files, or None when any file has no
+    `membed.selected`: a run that does not say what it selected selected everything
+    as far as the gate can tell.
+    """
+    rows: list[dict[str, Any]] = []
+    selections: list[frozenset[str] | None] = []
+    for path in paths:
+        data = read_result(path)
+        rows += rows_of(data, str(path))
+        selections.append(selection_of(data, str(path)))
+    selected = None if None in selections else frozenset().union(*selections)
+    return frame_of(rows), selected
+
+
 def load_results(paths: Sequence[str | Path]) -> pd.DataFrame:
     """Loads one or more result files into one tidy DataFrame, one row per case.
 
@@ -234,7 +264,8 @@ def load_results(paths: Sequence[str | Path]) -> pd.DataFrame:
     dict and the per-epoch lists stay lists), any extra keys a suite added,
     `projected` (bool), and `name`, `fullname`, `median_s`, `mean_s`, `p95_s`,
     `p95_source`, `rounds`, `source`, `profile`. Cases from `membed.not_run`
-    are rows too, with status `skipped` or `failed`, their reason, and no stats.
+    are rows too, with status `skipped` or `failed`, their reason, their node id
+    in `fullname` where the entry has one, and no stats.
 
     Args:
         paths: result files; their rows are concatenated in order.
@@ -247,7 +278,4 @@ def load_results(paths: Sequence[str | Path]) -> pd.DataFrame:
         >>> sorted(frame["suite"].unique())
         ['accuracy', 'gather', 'lookup', 'memory', 'train_step']
     """
-    rows: list[dict[str, Any]] = []
-    for path in paths:
-        rows += rows_of(read_result(path), str(path))
-    return frame_of(rows)
+    return load_run(paths)[0]

@@ -10,6 +10,7 @@ Example:
     python -m analysis.report out.json --format markdown --out reports/latest
     python -m analysis.report --compare old.json new.json
     python -m analysis.report out.json --check reports/baseline.json
+    python -m analysis.report out.json --check base.json --gate-config path/to/pyproject.toml
     python -m analysis.report out.json --update-baseline        # rewrites reports/baseline.json
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,21 +27,22 @@ import pandas as pd
 
 from analysis import frames, gate, render
 from analysis.frames import Table
-from analysis.load import ResultError, latest_run, load_results
+from analysis.load import ResultError, latest_run, load_results, load_run
 
+# No defaults in the help: the limits in force are the gate table's, which --help cannot know.
 GATE_FLAGS = {
-    "params_growth": "parameters a case may gain (default 0)",
-    "bytes_growth": "bytes param_bytes / index_bytes may gain (default 0)",
-    "peak_mem_rel": "relative peak-memory growth that fails, with --peak-mem-abs-mib (default 0.10)",
-    "peak_mem_abs_mib": "absolute allocator-peak growth in MiB that fails, with --peak-mem-rel (default 1.0)",
-    "peak_rss_abs_mib": "absolute peak-RSS growth in MiB that fails, with --peak-mem-rel (default 1.0)",
-    "gather_ratio_rel": "relative gather_ratio growth that fails (default 0.30)",
-    "val_mse_abs": "absolute final val MSE growth that fails (default 0.01)",
+    "params_growth": "parameters a case may gain",
+    "bytes_growth": "bytes param_bytes / index_bytes may gain",
+    "peak_mem_rel": "relative peak-memory growth that fails, with --peak-mem-abs-mib",
+    "peak_mem_abs_mib": "absolute allocator-peak growth in MiB that fails, with --peak-mem-rel",
+    "peak_rss_abs_mib": "absolute peak-RSS growth in MiB that fails, with --peak-mem-rel",
+    "gather_ratio_rel": "relative gather_ratio growth that fails",
+    "val_mse_abs": "absolute final val MSE growth that fails",
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line; gate flags default to None so that pyproject values show through."""
+    """The command line; gate flags default to None so that the gate table's values show through."""
     parser = argparse.ArgumentParser(
         prog="python -m analysis.report",
         description="Report, compare and gate membed benchmark results (pytest-benchmark JSON).",
@@ -60,7 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help=f"rewrite the baseline from the result (default {gate.DEFAULT_BASELINE}); put RESULT.json first",
     )
-    rules = parser.add_argument_group("gate rules (override [tool.membed.gate] in ./pyproject.toml)")
+    rules = parser.add_argument_group(
+        "gate rules",
+        f"The limits come from the {gate.GATE_TABLE} table of a pyproject.toml: --gate-config, else the first "
+        "one holding the table from the baseline's folder upward, then from the working directory upward. "
+        "Each flag below overrides one limit.",
+    )
+    rules.add_argument(
+        "--gate-config", metavar="PYPROJECT.toml", help=f"the file whose {gate.GATE_TABLE} table holds the limits"
+    )
     for name, text in GATE_FLAGS.items():
         rules.add_argument(f"--{name.replace('_', '-')}", dest=name, type=float, default=None, help=text)
     rules.add_argument(
@@ -68,36 +79,69 @@ def build_parser() -> argparse.ArgumentParser:
         dest="missing_fails",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="whether a baseline case missing or failed in the result fails (default yes)",
+        help="whether a selected baseline case missing or failed in the result fails",
     )
     return parser
 
 
-def gate_rules(args: argparse.Namespace) -> gate.GateRules:
-    """Defaults, then ./pyproject.toml's [tool.membed.gate], then the flags given."""
-    rules = gate.rules_from_pyproject(Path.cwd() / "pyproject.toml")
+def gate_config(args: argparse.Namespace) -> Path:
+    """The pyproject.toml holding the gate's limits: --gate-config, else found from the baseline, then cwd."""
+    if args.gate_config:
+        path = Path(args.gate_config)
+        if gate.read_gate_table(path) is None:
+            where = "no such file" if not path.is_file() else f"no {gate.GATE_TABLE} table"
+            raise ResultError(f"--gate-config {path}: {where}.")
+        return path
+    starts = list(dict.fromkeys([Path(args.check).resolve().parent, Path.cwd().resolve()]))
+    found = gate.find_gate_config(starts)
+    if found is None:
+        raise ResultError(
+            f"no gate limits: no pyproject.toml with a {gate.GATE_TABLE} table in "
+            f"{' or '.join(map(str, starts))} or a folder above; pass --gate-config PATH."
+        )
+    return found
+
+
+def gate_rules(args: argparse.Namespace) -> tuple[gate.GateRules, str]:
+    """The gate table of `gate_config`, then the flags given; and one line saying where the limits came from."""
+    path = gate_config(args)
+    rules = gate.rules_from_pyproject(path)
     flags = {name: getattr(args, name) for name in (*GATE_FLAGS, "missing_fails") if getattr(args, name) is not None}
-    return gate.GateRules.from_mapping(flags, "command line", rules)
+    source = f"limits: {gate.GATE_TABLE} of {path.resolve()}"
+    if flags:
+        source += ", overridden by " + ", ".join(f"--{name.replace('_', '-')}" for name in flags)
+    return gate.GateRules.from_mapping(flags, "command line", rules), source
 
 
-def load_inputs(args: argparse.Namespace) -> tuple[pd.DataFrame, list[str]]:
-    """The result frame and the files it came from (the newest saved run when none are named)."""
+def load_inputs(args: argparse.Namespace) -> tuple[pd.DataFrame, list[str], frozenset[str] | None]:
+    """The result frame, the files it came from (the newest saved run when none are named), and their selection."""
     paths = list(args.results) or [str(latest_run(args.storage))]
-    return load_results(paths), paths
+    frame, selected = load_run(paths)
+    return frame, paths, selected
+
+
+def prepare_out(out_dir: str) -> None:
+    """Creates `out_dir` and proves it writable before any work, so that a bad --out fails first, in one line."""
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as err:
+        raise ResultError(f"--out {out}: cannot write there ({err.strerror or err}).") from None
 
 
 def write_out(out_dir: str, frame: pd.DataFrame, tables: Sequence[Table], title: str, summary: str = "") -> None:
-    """Writes `out_dir`/report.md and the plots of `frame` next to it."""
+    """Writes `out_dir`/report.md and the plots of `frame` next to it (`prepare_out` made the folder)."""
     from analysis.plots import write_plots  # matplotlib loads only when plots are asked for
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     images = [p.name for p in write_plots(frame, out)]
     (out / "report.md").write_text(render.render_markdown(tables, title, summary, images), encoding="utf-8")
 
 
 def run_report(args: argparse.Namespace) -> int:
-    frame, paths = load_inputs(args)
+    frame, paths, _ = load_inputs(args)
     tables = frames.report_tables(frame)
     summary = f"{len(frame)} cases from {', '.join(paths)}; " + ", ".join(
         f"{count} {status}" for status, count in frame["status"].value_counts().sort_index().items()
@@ -114,43 +158,73 @@ def run_compare(args: argparse.Namespace) -> int:
     old_path, new_path = args.compare
     old, new = load_results([old_path]), load_results([new_path])
     long = frames.compare_frame(old, new)
-    tables = frames.compare_tables(long)
-    summary = f"old: {old_path} ({len(old)} cases); new: {new_path} ({len(new)} cases)"
+    changed = frames.changed_rows(long)
+    tables = frames.compare_tables(changed)
+    counts = frames.compare_counts(long)
+    summary = (
+        f"old: {old_path} ({len(old)} cases); new: {new_path} ({len(new)} cases)\n"
+        f"{counts['compared']} cases compared, {counts['changed']} changed, "
+        f"{counts['only_old']} only in old, {counts['only_new']} only in new"
+        + (": nothing changed." if changed.empty else "; only changed rows are shown.")
+    )
     title = "membed benchmark comparison"
-    render.render(args.format, tables, long, sys.stdout, title, summary)
+    render.render(args.format, tables, changed, sys.stdout, title, summary)
     if args.out:
-        write_out(args.out, new, tables, title, summary + ". Plots show the new run.")
+        write_out(args.out, new, tables, title, summary + "\nPlots show the new run.")
     return 0
 
 
 def gate_tables(outcome: gate.GateOutcome, rules: gate.GateRules) -> list[Table]:
-    """The regression and improvement tables of a gate outcome (empty ones left out)."""
+    """The regression, missing and improvement tables of a gate outcome (empty ones left out).
+
+    Missing or failed cases come grouped by why, one row per reason: a slice or
+    a broken dataset can leave hundreds of them, all for one reason.
+    """
     limits = ", ".join(
         f"{k}={v:g}" if not isinstance(v, bool) else f"{k}={str(v).lower()}" for k, v in vars(rules).items()
     )
+    metric = outcome.regressions[outcome.regressions["rule"] != "missing_fails"]
     tables = []
-    if len(outcome.regressions):
-        tables.append(Table(f"Regressions ({len(outcome.regressions)})", outcome.regressions, f"rules: {limits}"))
+    if len(metric):
+        tables.append(Table(f"Regressions ({len(metric)})", metric.reset_index(drop=True), f"rules: {limits}"))
+    if len(outcome.missing):
+        verdict = "each fails the gate" if rules.missing_fails else "allowed by missing_fails=false"
+        groups = frames.case_groups(outcome.missing, ["limit"]).rename(columns={"limit": "why"})
+        tables.append(Table(f"Missing or failed in the result ({len(outcome.missing)}), {verdict}", groups))
     if len(outcome.improvements):
         tables.append(Table(f"Improvements ({len(outcome.improvements)})", outcome.improvements))
-    if len(outcome.missing) and not rules.missing_fails:
-        tables.append(
-            Table(f"Missing or failed, allowed by missing_fails=false ({len(outcome.missing)})", outcome.missing)
-        )
     return tables
 
 
-def run_check(args: argparse.Namespace) -> int:
-    rules = gate_rules(args)
-    frame, paths = load_inputs(args)
-    outcome = gate.check(frame, gate.load_baseline(args.check), rules, args.check)
+def gate_summary(outcome: gate.GateOutcome, paths: Sequence[str], baseline: str, limits: str) -> str:
+    """The verdict, what was compared, what was left out and why, and where the limits came from."""
     verdict = "passed" if outcome.passed else "FAILED"
-    summary = (
+    lines = [
         f"gate {verdict}: {len(outcome.regressions)} regressions, {len(outcome.improvements)} improvements; "
-        f"{outcome.compared} cases of {', '.join(paths)} compared with {args.check}"
+        f"{outcome.compared} cases of {', '.join(paths)} compared with {baseline}"
         + (f"; {len(outcome.new_cases)} cases not in the baseline" if outcome.new_cases else "")
         + "."
-    )
+    ]
+    if outcome.not_selected:
+        lines.append(
+            f"{len(outcome.not_selected)} baseline cases not in this run's selection, not gated; "
+            "run the full profile to gate them."
+        )
+    if outcome.unplaced:
+        lines.append(
+            f"{len(outcome.unplaced)} absent baseline cases have no node id in {baseline}, so this run's selection "
+            "cannot excuse them; rewrite the baseline with --update-baseline to gate slices."
+        )
+    lines.append(limits)
+    return "\n".join(lines)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    baseline = gate.load_baseline(args.check)
+    rules, limits = gate_rules(args)
+    frame, paths, selected = load_inputs(args)
+    outcome = gate.check(frame, baseline, rules, args.check, selected)
+    summary = gate_summary(outcome, paths, args.check, limits)
     tables = gate_tables(outcome, rules)
     findings = pd.concat(
         [outcome.regressions.assign(kind="regression"), outcome.improvements.assign(kind="improvement")],
@@ -174,7 +248,7 @@ def run_update_baseline(args: argparse.Namespace) -> int:
             raise ResultError(
                 f"{target} is a benchmark result, not a baseline; write `RESULT.json --update-baseline [PATH]`."
             )
-    frame, paths = load_inputs(args)
+    frame, paths, _ = load_inputs(args)
     left_out = int((frame["status"] != "ok").sum())
     if left_out == len(frame):
         raise ResultError(f"{', '.join(paths)}: no ok case to write into a baseline.")
@@ -199,6 +273,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:  # argparse has already printed its one-line usage error
         return int(exit_.code or 0)
     try:
+        if args.out:
+            prepare_out(args.out)
         if args.compare:
             return run_compare(args)
         if args.check:

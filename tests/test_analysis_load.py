@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from analysis import frames
-from analysis.load import EXTRA_COLUMNS, ResultError, latest_run, load_results, read_result
+from analysis.load import EXTRA_COLUMNS, ResultError, latest_run, load_results, load_run, read_result
 
 FIXTURE = Path(__file__).parent / "fixtures" / "result_small.json"
 
@@ -228,3 +228,69 @@ def test_compare_frame_shows_metric_changes_and_status_changes(frame):
     assert set(gone["status"]) == {"ok -> missing"}
     skipped = long[long["case"] == "accuracy/mixed_dim/ml-1m/5x"]
     assert skipped["metric"].tolist() == ["status"] and skipped["status"].iloc[0] == "skipped"
+
+
+def test_not_run_rows_keep_their_node_id_and_the_selection_is_read(tmp_path, raw):
+    data = json.loads(json.dumps(raw))
+    skipped = data["membed"]["not_run"][0]
+    skipped["fullname"] = "bench/test_accuracy.py::test_accuracy[mixed_dim-ml-1m-5x]"
+    data["membed"]["selected"] = [skipped["fullname"], data["benchmarks"][0]["fullname"]]
+    with_selection, without = tmp_path / "with.json", tmp_path / "without.json"
+    with_selection.write_text(json.dumps(data))
+    without.write_text(json.dumps(raw))
+
+    frame, selected = load_run([with_selection])
+    assert row(frame, skipped["case"])["fullname"] == skipped["fullname"]
+    assert selected == frozenset(data["membed"]["selected"])
+    assert load_run([without])[1] is None
+    # A file that does not say what it selected makes the union unknown.
+    assert load_run([with_selection, without])[1] is None
+
+    data["membed"]["selected"] = "bench"
+    with_selection.write_text(json.dumps(data))
+    with pytest.raises(ResultError, match="must be a list of pytest node ids"):
+        load_run([with_selection])
+
+
+def test_an_empty_benchmarks_list_loads_its_not_run_cases(tmp_path, raw):
+    data = json.loads(json.dumps(raw))
+    data["benchmarks"] = []
+    path = tmp_path / "empty.json"
+    path.write_text(json.dumps(data))
+    frame = load_results([path])
+    assert frame["case"].tolist() == [n["case"] for n in raw["membed"]["not_run"]]
+    groups = frames.not_run_table(frame).frame
+    assert groups[["cases", "status", "reason"]].values.tolist() == [
+        [1, "skipped", "dataset ml-1m is not available offline"]
+    ]
+
+
+def test_case_groups_count_each_reason_once_most_cases_first():
+    stopped = pd.DataFrame(
+        {"case": list("abcde"), "status": ["skipped"] * 4 + ["failed"], "reason": ["r1", "r2", "r2", "r2", "r1"]}
+    )
+    groups = frames.case_groups(stopped, ["status", "reason"], shown=2)
+    assert groups.values.tolist() == [
+        [3, "skipped", "r2", "b, c and 1 more"],
+        [1, "skipped", "r1", "a"],
+        [1, "failed", "r1", "e"],
+    ]
+
+
+def test_changed_rows_ignore_float_noise_and_keep_status_changes(frame):
+    new = frame.copy()
+    new["param_bytes"] = new["param_bytes"] * (1 + 1e-12)  # noise
+    new.loc[new["case"] == "memory/qr/synthetic-zipf/1000/32", "params"] += 10
+    new = new[new["case"] != "train_step/qr/synthetic-zipf/100000/32"]
+    long = frames.compare_frame(frame, new)
+    changed = frames.changed_rows(long)
+    assert set(zip(changed["case"], changed["metric"])) >= {("memory/qr/synthetic-zipf/1000/32", "params")}
+    assert "param MiB" not in set(changed.loc[changed["status"] == "ok", "metric"])
+    assert set(changed["case"]) == {"memory/qr/synthetic-zipf/1000/32", "train_step/qr/synthetic-zipf/100000/32"}
+    assert frames.compare_counts(long) == {
+        "compared": frame["case"].nunique() - 1,
+        "changed": 1,
+        "only_old": 1,
+        "only_new": 0,
+    }
+    assert frames.changed_rows(frames.compare_frame(frame, frame)).empty

@@ -155,9 +155,11 @@ def test_baseline_file_round_trip_is_clean_small_and_stable(tmp_path, result):
     assert list(document["cases"]) == sorted(document["cases"])
     assert text == json.dumps(document, sort_keys=True, indent=1) + "\n"
     memory = document["cases"][SMALL]
-    assert set(memory) == {"schema_version", "params", "param_bytes", "index_bytes", *gate.PEAK_FIELDS}
+    sizes = {"schema_version", "fullname", "params", "param_bytes", "index_bytes"}
+    assert set(memory) == {*sizes, *gate.PEAK_FIELDS}
     assert isinstance(memory["params"], int)
-    assert set(document["cases"][ACCURACY]) == {"schema_version", "params", "param_bytes", "index_bytes", "val_mse"}
+    assert memory["fullname"] == result.loc[result["case"] == SMALL, "fullname"].iloc[0]
+    assert set(document["cases"][ACCURACY]) == {*sizes, "val_mse"}
     gate.write_baseline(result, path)
     assert path.read_text() == text  # rewriting the same result changes nothing
 
@@ -211,3 +213,48 @@ def test_bad_pyproject_gate_tables_are_rejected(tmp_path, table, message):
     pyproject.write_text(f"[tool.membed.gate]\n{table}\n")
     with pytest.raises(ResultError, match=message):
         gate.rules_from_pyproject(pyproject)
+
+
+def test_find_gate_config_walks_up_from_each_start_in_order(tmp_path):
+    project, other = tmp_path / "project", tmp_path / "other"
+    (project / "reports" / "deep").mkdir(parents=True)
+    other.mkdir()
+    (project / "pyproject.toml").write_text("[tool.membed.gate]\nval_mse_abs = 0.02\n")
+    (project / "reports" / "pyproject.toml").write_text('[project]\nname = "no gate table here"\n')
+    (other / "pyproject.toml").write_text("[tool.membed.gate]\nval_mse_abs = 0.5\n")
+    assert gate.find_gate_config([project / "reports" / "deep", other]) == (project / "pyproject.toml").resolve()
+    assert gate.find_gate_config([tmp_path, other]) == (other / "pyproject.toml").resolve()
+    assert gate.find_gate_config([tmp_path]) is None
+
+
+def node_of(result: pd.DataFrame, case: str) -> str:
+    return result.loc[result["case"] == case, "fullname"].iloc[0]
+
+
+def test_a_case_outside_the_runs_selection_is_not_missing(result, baseline):
+    sliced = result[result["case"] != LOOKUP]
+    selected = set(sliced["fullname"].dropna())
+    outcome = gate.check(sliced, baseline, GateRules(), selected=selected)
+    assert outcome.passed and outcome.missing.empty
+    assert outcome.not_selected == [LOOKUP] and outcome.unplaced == []
+
+    # Selected and absent is missing, as before.
+    outcome = gate.check(sliced, baseline, GateRules(), selected=selected | {node_of(result, LOOKUP)})
+    assert findings(outcome, "regression") == [(LOOKUP, "status")] and outcome.not_selected == []
+
+
+def test_a_baseline_case_without_node_id_cannot_be_excused_by_the_selection(result, baseline):
+    sliced = result[result["case"] != LOOKUP]
+    outcome = gate.check(sliced, baseline.assign(fullname=None), GateRules(), selected=set(sliced["fullname"].dropna()))
+    assert findings(outcome, "regression") == [(LOOKUP, "status")]
+    assert outcome.unplaced == [LOOKUP] and outcome.not_selected == []
+
+
+def test_a_skipped_case_under_another_id_is_found_by_its_node_id(result, baseline):
+    # A MovieLens case skipped before its data loaded is named by its side, not its size.
+    renamed = doctored(result, LOOKUP, "status", lambda v: "skipped")
+    renamed = doctored(renamed, LOOKUP, "reason", lambda v: "ml-1m not available")
+    renamed.loc[renamed["case"] == LOOKUP, "case"] = "lookup/qr/synthetic-zipf/users/32"
+    outcome = gate.check(renamed, baseline, GateRules(), selected=set(renamed["fullname"].dropna()))
+    assert findings(outcome, "regression") == [(LOOKUP, "status")]
+    assert outcome.regressions["limit"].iloc[0] == "skipped: ml-1m not available"

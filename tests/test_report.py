@@ -13,6 +13,7 @@ import pytest
 from analysis.report import main
 
 FIXTURE = Path(__file__).parent / "fixtures" / "result_small.json"
+REPO_PYPROJECT = Path(__file__).parents[1] / "pyproject.toml"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ACCURACY = "accuracy/qr/ml-100k/5x"
 MEMORY = "memory/qr/synthetic-zipf/100000/32"
@@ -143,7 +144,8 @@ def test_check_fails_with_a_table_of_regressions_and_lists_improvements(tmp_path
     code, out, _ = run(capsys, doctored, "--check", FIXTURE, "--format", "markdown")
     assert code == 1
     regressions, improvements = out.split("## Improvements")
-    assert "## Regressions (3)" in regressions
+    assert "## Regressions (2)" in regressions
+    assert "## Missing or failed in the result (1), each fails the gate" in regressions
     for case in (MEMORY, ACCURACY, "train_step/qr/synthetic-zipf/100000/32"):
         assert case in regressions
     assert "accuracy/hash/ml-100k/20x" in improvements and "accuracy/hash/ml-100k/20x" not in regressions
@@ -195,7 +197,8 @@ def test_update_baseline_round_trip(tmp_path, capsys, monkeypatch):
     assert code == 0 and "reports/baseline.json" in out
     written = tmp_path / "reports" / "baseline.json"
     assert json.loads(written.read_text())["kind"] == "membed-baseline"
-    code, out, _ = run(capsys, FIXTURE, "--check", written)
+    # Nothing above tmp_path holds a gate table: name the repo's.
+    code, out, _ = run(capsys, FIXTURE, "--check", written, "--gate-config", REPO_PYPROJECT)
     assert code == 0 and "0 regressions, 0 improvements" in out
 
     explicit = tmp_path / "elsewhere.json"
@@ -203,16 +206,20 @@ def test_update_baseline_round_trip(tmp_path, capsys, monkeypatch):
     assert explicit.read_text() == written.read_text()
 
 
-def test_pyproject_gate_table_is_honoured_and_flags_win(tmp_path, capsys, monkeypatch, raw):
+def test_pyproject_gate_table_is_honoured_and_flags_win(tmp_path, capsys, raw):
     worse = write_result(tmp_path / "worse.json", raw, {ACCURACY: {"val_mse": 0.97}})  # +0.05
-    monkeypatch.chdir(tmp_path)
-    assert run(capsys, worse, "--check", FIXTURE)[0] == 1
+    baseline = tmp_path / "reports" / "baseline.json"
+    baseline.parent.mkdir()
+    baseline.write_text(FIXTURE.read_text())
+    # The table is found from the baseline's folder upward, whatever the working directory.
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n\n[tool.membed.gate]\nval_mse_abs = 0.1\n')
-    code, out, _ = run(capsys, worse, "--check", FIXTURE)
+    code, out, _ = run(capsys, worse, "--check", baseline)
     assert code == 0 and "val_mse_abs" not in out
-    assert run(capsys, worse, "--check", FIXTURE, "--val-mse-abs", "0.01")[0] == 1
+    assert f"limits: [tool.membed.gate] of {tmp_path.resolve() / 'pyproject.toml'}" in out
+    code, out, _ = run(capsys, worse, "--check", baseline, "--val-mse-abs", "0.01")
+    assert code == 1 and "overridden by --val-mse-abs" in out
     (tmp_path / "pyproject.toml").write_text("[tool.membed.gate]\nval_mse = 0.1\n")
-    code, _, err = run(capsys, worse, "--check", FIXTURE)
+    code, _, err = run(capsys, worse, "--check", baseline)
     assert code == 2 and "unknown gate key 'val_mse'" in err
 
 
