@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis import journal
+
 SUPPORTED_SCHEMA_VERSIONS = (1,)
 
 # Every extra_info key of schema_version 1, in the order tables show them.
@@ -77,7 +79,7 @@ NUMERIC_COLUMNS = (
     "rounds",
 )
 STAT_COLUMNS = ("name", "fullname", "median_s", "mean_s", "p95_s", "p95_source", "rounds", "source", "profile")
-STATUSES = ("ok", "failed", "skipped")
+STATUSES = ("ok", "failed", "skipped", "interrupted")
 
 
 class ResultError(ValueError):
@@ -114,10 +116,20 @@ def read_result(path: str | Path) -> dict[str, Any]:
     Args:
         path: a file written by `pytest --benchmark-json` or `--benchmark-autosave`.
 
+    A run's journal (`out/quick.jsonl`, see `analysis.journal`) reads as the
+    result of the cases it finished, so a run that never finished can be reported.
+
     Raises:
         ResultError: missing file, not JSON, no `benchmarks` list, or a schema
             version this module does not know.
     """
+    if Path(path).suffix == journal.SUFFIX:
+        if not Path(path).is_file():
+            raise ResultError(f"{path}: no such file.")
+        try:
+            return journal.read(path).as_result()
+        except (ValueError, UnicodeDecodeError) as err:
+            raise ResultError(str(err)) from None
     data = read_json(path)
     if not isinstance(data.get("benchmarks"), list):
         raise ResultError(f"{path}: not a pytest-benchmark result (no `benchmarks` list).")

@@ -25,7 +25,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from bench import grid, journal  # noqa: E402
+from analysis import journal  # noqa: E402
+from bench import grid  # noqa: E402
 from membed import measure  # noqa: E402
 
 SELECTION = pytest.StashKey[grid.Selection]()
@@ -95,6 +96,7 @@ def _make_json_folder(path: Path) -> None:
 def _open_journal(config: pytest.Config, path: Path, selection: grid.Selection) -> None:
     """Starts the run's journal, or reopens the one to resume after checking that it is this run's."""
     run = {
+        "schema_version": grid.SCHEMA_VERSION,
         "profile": selection.profile.name,
         "strategies": list(selection.strategies),
         "vocabs": list(selection.vocabs),
@@ -173,6 +175,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     resumed = config.stash.get(RESUMED, None)
     kept |= resumed.finished if resumed is not None else set()
     config.stash[SELECTED] = [nodeid for nodeid in config.stash[SELECTED] if nodeid in kept]
+    writer = config.stash.get(JOURNAL, None)
+    if writer is not None:
+        writer.write_selected(config.stash[SELECTED])
 
 
 def _case_of(item) -> grid.Case | None:

@@ -1,9 +1,12 @@
 """The run's journal: one JSON line per finished case, written as it finishes.
 
 A run with `--benchmark-json out/quick.json` also writes `out/quick.jsonl`:
-a first line describing the run, then one line per case, `{"kind":
-"benchmark", "entry": <pytest-benchmark's entry>}` or `{"kind": "not_run",
-"entry": <not_run entry>}`, each flushed to disk before the next case starts.
+a first line describing the run, a line with the node ids it selected once
+they are collected (`{"kind": "selected", "nodes": [...]}`), then one line per
+case, `{"kind": "benchmark", "entry": <pytest-benchmark's entry>}` or
+`{"kind": "not_run", "entry": <not_run entry>}`, each flushed to disk before
+the next case starts. bench/conftest.py writes it; `analysis.load` reads it
+like a result file.
 A run that dies (Ctrl-C, an out-of-memory kill of pytest itself) keeps every
 finished case there; `--resume` runs only the missing ones, and
 `python -m analysis.report out/quick.jsonl` reports a run that never finished.
@@ -23,11 +26,12 @@ from pathlib import Path
 from typing import Any, TextIO
 
 SOURCES = ("membed", "bench")  # the code whose version a journal is tied to
+SUFFIX = ".jsonl"
 
 
 def journal_path(json_path: str | Path) -> Path:
     """`out/quick.json` -> `out/quick.jsonl`."""
-    return Path(json_path).with_suffix(".jsonl")
+    return Path(json_path).with_suffix(SUFFIX)
 
 
 def code_version(root: Path) -> str:
@@ -45,6 +49,7 @@ class Contents:
     """What a journal holds: the run's description and its finished cases, in order."""
 
     run: dict[str, Any]
+    selected: list[str] | None = None
     benchmarks: list[dict] = field(default_factory=list)
     not_run: list[dict] = field(default_factory=list)
 
@@ -53,6 +58,20 @@ class Contents:
         """Node ids of the cases that need not run again (an interrupted case runs again)."""
         done = {entry["fullname"] for entry in self.benchmarks}
         return done | {entry["fullname"] for entry in self.not_run if entry.get("status") != "interrupted"}
+
+    def as_result(self) -> dict[str, Any]:
+        """The finished cases as a result document (the shape `--benchmark-json` writes), for `analysis.load`."""
+        return {
+            "benchmarks": self.benchmarks,
+            "membed": {
+                "schema_version": self.run.get("schema_version", 1),
+                "profile": self.run.get("profile"),
+                # The journal holds what finished; whether the run did is for its JSON to say.
+                "interrupted": self.selected is None or len(self.finished) < len(self.selected),
+                "selected": self.selected,
+                "not_run": self.not_run,
+            },
+        }
 
 
 def read(path: str | Path) -> Contents:
@@ -81,6 +100,8 @@ def read(path: str | Path) -> Contents:
             contents.benchmarks.append(record["entry"])
         elif record.get("kind") == "not_run":
             contents.not_run.append(record["entry"])
+        elif record.get("kind") == "selected":
+            contents.selected = record["nodes"]
     # A case journaled twice (interrupted, then resumed) counts by its last line.
     contents.benchmarks = _last_per_case(contents.benchmarks)
     contents.not_run = [entry for entry in _last_per_case(contents.not_run)
@@ -104,6 +125,9 @@ class Writer:
 
     def write(self, kind: str, entry: dict) -> None:
         self._write({"kind": kind, "entry": entry})
+
+    def write_selected(self, nodes: list[str]) -> None:
+        self._write({"kind": "selected", "nodes": nodes})
 
     def _write(self, record: dict) -> None:
         self._stream.write(json.dumps(record, default=str) + "\n")
