@@ -17,16 +17,18 @@ from __future__ import annotations
 import gc
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+import psutil  # noqa: E402
 import pytest  # noqa: E402
 
 from analysis import journal  # noqa: E402
-from bench import grid  # noqa: E402
+from bench import grid, isolation  # noqa: E402
 from membed import measure  # noqa: E402
 
 SELECTION = pytest.StashKey[grid.Selection]()
@@ -36,6 +38,8 @@ SELECTED = pytest.StashKey[list]()  # node ids of the cases this run selected
 JOURNAL = pytest.StashKey[journal.Writer]()
 RESUMED = pytest.StashKey[journal.Contents]()  # what an interrupted run had finished
 INTERRUPTED = pytest.StashKey[bool]()
+ISOLATED = pytest.StashKey[list]()  # benchmark entries of the cases that ran in their own process
+HARNESS = pytest.StashKey["Harness"]()
 ROOT = Path(__file__).resolve().parents[1]
 _LOGGED = pytest.StashKey[bool]()  # the item's not_run entry is written
 SHARED_MOVIELENS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "movielens"
@@ -54,6 +58,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="seconds before a memory measurement process is killed (default 600)")
     group.addoption("--allow-download", action="store_true",
                     help="download MovieLens variants that are not found locally")
+    group.addoption("--isolate-above", type=float, default=isolation.DEFAULT_SHARE, metavar="SHARE",
+                    help="run a case in its own process when its estimated peak memory is above this share "
+                         "of the machine's memory (default 0.25; 0: every case of known size)")
     group.addoption("--resume", action="store_true",
                     help="run only the cases missing from the journal beside --benchmark-json (an "
                          "interrupted run), then write the JSON of the whole run")
@@ -76,12 +83,33 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[NOT_RUN] = []
     config.stash[SELECTED] = []
     config.stash[INTERRUPTED] = False
+    config.stash[ISOLATED] = []
+    share = config.getoption("isolate_above")
+    if not share >= 0:
+        raise pytest.UsageError(f"bench: invalid --isolate-above {share}: a share of memory >= 0, e.g. 0.25.")
+    config.pluginmanager.register(isolation.Isolation(
+        share * psutil.virtual_memory().total, case_of=lambda item: item.stash.get(CASE, None),
+        before_child=lambda: _drop_reference(config), record=_record_isolated), "membed-isolation")
     path = config.getoption("benchmark_json", None)
     if path is not None:
         _make_json_folder(path)
         _open_journal(config, journal.journal_path(path), selection)
     elif config.getoption("resume", False):
         raise pytest.UsageError("bench: --resume needs the --benchmark-json of the run to resume.")
+
+
+def _drop_reference(config: pytest.Config) -> None:
+    """Frees the paired gather table the harness keeps, before a case needs the memory in another process."""
+    harness = config.stash.get(HARNESS, None)
+    if harness is not None:
+        harness.drop_reference()
+
+
+def _record_isolated(item: pytest.Item, outcome: isolation.ChildOutcome) -> None:
+    if outcome.benchmark is not None:
+        item.config.stash[ISOLATED].append(outcome.benchmark)
+    else:
+        item.config.stash[NOT_RUN].append(outcome.not_run)
 
 
 def _make_json_folder(path: Path) -> None:
@@ -144,16 +172,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
-    # Runs before -k / -m deselection: coverage is a property of the grid, not of one run's filter.
+    # Coverage is a property of the grid, not of one run's filter (-k, or a node id given on
+    # the command line, which collects that case alone): checked over each collected suite's grid.
     selection = config.stash[SELECTION]
-    by_suite: dict[str, list[grid.Case]] = {}
+    suites: set[str] = set()
     for item in items:
         case = _case_of(item)
         if case is not None:
             item.stash[CASE] = case
-            by_suite.setdefault(case.suite, []).append(case)
-    for suite, suite_cases in by_suite.items():
-        missing = grid.uncovered(suite, suite_cases, selection)
+            suites.add(case.suite)
+    for suite in sorted(suites):
+        missing = grid.uncovered(suite, grid.cases(suite, selection), selection)
         if missing:
             raise pytest.UsageError(
                 f"bench: registered strategy {missing[0]!r} has no case in the {suite} suite; "
@@ -228,8 +257,8 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem):
     """Journals the case once it has finished; an interrupted case is recorded as such, without its timings."""
     config = item.config
     writer = config.stash.get(JOURNAL, None)
-    timed, not_run = config._benchmarksession.benchmarks, config.stash[NOT_RUN]
-    timed_before, not_run_before = len(timed), len(not_run)
+    timed, not_run, isolated = config._benchmarksession.benchmarks, config.stash[NOT_RUN], config.stash[ISOLATED]
+    timed_before, not_run_before, isolated_before = len(timed), len(not_run), len(isolated)
     outcome = yield
     if outcome.excinfo is not None and issubclass(outcome.excinfo[0], KeyboardInterrupt):
         del timed[timed_before:]  # its rounds stopped half way: no statistics to write
@@ -243,6 +272,8 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem):
     for metadata in timed[timed_before:]:
         if not metadata.has_error:
             writer.write("benchmark", metadata.as_dict(include_data=True))
+    for entry in isolated[isolated_before:]:
+        writer.write("benchmark", entry)
     for entry in not_run[not_run_before:]:
         writer.write("not_run", entry)
 
@@ -251,15 +282,18 @@ def pytest_benchmark_update_json(config: pytest.Config, benchmarks, output_json:
     selection = config.stash.get(SELECTION, None)
     selected = config.stash.get(SELECTED, [])
     not_run = config.stash.get(NOT_RUN, [])
+    # Entries measured elsewhere: in a case's own process, or by the interrupted run this one resumes.
+    measured = list(config.stash.get(ISOLATED, []))
     resumed = config.stash.get(RESUMED, None)
     if resumed is not None:
-        # The cases the interrupted run finished, in the order one uninterrupted run would have written them.
-        order = {fullname: index for index, fullname in enumerate(selected)}
+        measured += resumed.benchmarks
         # Its interrupted case ran again in this run.
-        kept = [entry for entry in resumed.not_run if entry["status"] != "interrupted"]
-        output_json["benchmarks"] = sorted(resumed.benchmarks + output_json["benchmarks"],
-                                           key=lambda entry: order.get(entry["fullname"], len(order)))
-        not_run = sorted(kept + not_run, key=lambda entry: order.get(entry["fullname"], len(order)))
+        not_run = [entry for entry in resumed.not_run if entry["status"] != "interrupted"] + not_run
+    # In the order one uninterrupted run in one process would have written them.
+    order = {fullname: index for index, fullname in enumerate(selected)}
+    output_json["benchmarks"] = sorted(measured + output_json["benchmarks"],
+                                       key=lambda entry: order.get(entry["fullname"], len(order)))
+    not_run = sorted(not_run, key=lambda entry: order.get(entry["fullname"], len(order)))
     output_json["membed"] = {
         "schema_version": grid.SCHEMA_VERSION,
         "profile": selection.profile.name if selection else None,
@@ -277,20 +311,26 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
             f"and {writer.path}. Run the same command with --resume to run only the rest.", yellow=True, bold=True)
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Writes the JSON of a run in which no case produced a timing, so its skip reasons are kept.
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session):
+    """Writes the JSON of a run in which no case produced a timing in this process, so nothing is lost.
 
-    pytest-benchmark saves nothing when no benchmark ran; a run whose every
-    case skipped (no data, too big) is still a result the report must show.
+    pytest-benchmark saves nothing when no benchmark ran here; a run whose
+    every case skipped (no data, too big), ran in its own process, or was
+    resumed from a journal is still a result the report must show. Its
+    "Not saving anything" warning would then be wrong, so it is silenced.
     """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Not saving anything")
+        yield
     writer = session.config.stash.get(JOURNAL, None)
     if writer is not None:
         writer.close()
     benchmark_session = getattr(session.config, "_benchmarksession", None)
     if benchmark_session is None or not benchmark_session.json or benchmark_session.benchmarks:
         return
-    if not session.config.stash.get(NOT_RUN, []) and RESUMED not in session.config.stash:
+    stash = session.config.stash
+    if not (stash.get(NOT_RUN, []) or stash.get(ISOLATED, []) or RESUMED in stash):
         return
     hook = session.config.hook
     commit_info = hook.pytest_benchmark_generate_commit_info(config=session.config)
@@ -509,7 +549,8 @@ def release_memory(held_bytes: int | None) -> None:
 @pytest.fixture(scope="session")
 def harness(pytestconfig: pytest.Config) -> Harness:
     """Per-session helpers: data, gating, layers, timing, the gather reference."""
-    return Harness(pytestconfig.stash[SELECTION])
+    pytestconfig.stash[HARNESS] = Harness(pytestconfig.stash[SELECTION])
+    return pytestconfig.stash[HARNESS]
 
 
 @pytest.fixture

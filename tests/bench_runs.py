@@ -11,7 +11,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 PLUGIN = textwrap.dedent('''
-    """Registers a strategy whose lookup raises, and one whose lookup takes 0.2 s a call."""
+    """Registers strategies whose lookup raises, takes 0.2 s a call, or kills its own process."""
+    import os
+    import signal
     import time
 
     import tensorflow as tf
@@ -37,6 +39,14 @@ PLUGIN = textwrap.dedent('''
             ids = tf.numpy_function(lambda values: (time.sleep(0.2), values)[1], [ids], ids.dtype,
                                     stateful=True)
             return super().lookup(tf.ensure_shape(ids, [None]))
+
+
+    @register
+    class SelfKillingEmbedding(FullEmbedding):
+        strategy_name = "selfkill"
+
+        def lookup(self, ids):
+            os.kill(os.getpid(), signal.SIGKILL)  # as the out-of-memory killer would
 ''')
 
 

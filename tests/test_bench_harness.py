@@ -227,8 +227,10 @@ class _Options:
 
     def __init__(self, **values):
         self.values = {"profile": "quick", "strategies": None, "vocab_sizes": None, "datasets": None,
-                       "allow_download": False, "measure_timeout": 600.0, **values}
+                       "allow_download": False, "measure_timeout": 600.0, "isolate_above": 0.25,
+                       **values}
         self.stash = pytest.Stash()
+        self.pluginmanager = pytest.PytestPluginManager()
 
     def getoption(self, name, default=None):
         return self.values.get(name, default)

@@ -1,4 +1,4 @@
-"""Long runs lose nothing: the journal, a clean Ctrl-C, resume, a torn last line."""
+"""Long runs lose nothing: the journal, a clean Ctrl-C, resume, a torn last line, cases in their own process."""
 
 import json
 import signal
@@ -100,3 +100,25 @@ def test_a_damaged_journal_is_an_error_not_a_guess(tmp_path):
     (tmp_path / "other.jsonl").write_text('{"kind": "benchmark"}\n')
     with pytest.raises(ValueError, match="not a membed journal"):
         journal.read(tmp_path / "other.jsonl")
+
+
+def test_a_case_killed_in_its_own_process_is_recorded_as_failed_and_the_run_goes_on(tmp_path):
+    out = tmp_path / "run.json"
+    # --isolate-above 0: every case of known size runs in a process of its own.
+    completed = run_bench(tmp_path, "--benchmark-only", "--strategies", "selfkill,full", "--vocab-sizes", "1000",
+                          "--datasets", "synthetic-zipf", "-k", "lookup or train_step", "--isolate-above", "0",
+                          "--benchmark-json", str(out))
+    assert completed.returncode == 1, completed.stdout[-3000:] + completed.stderr[-3000:]
+    result = json.loads(out.read_text())
+    ok = {entry["extra_info"]["case"] for entry in result["benchmarks"] if entry["extra_info"]["status"] == "ok"}
+    # The cases after the killed one ran, and came back from their own processes with their timings.
+    assert ok == {"gather/gather/synthetic-zipf/1000/64", "lookup/full/synthetic-zipf/1000/64",
+                  "train_step/full/synthetic-zipf/1000/64"}
+    assert all(entry["stats"]["rounds"] >= 5 for entry in result["benchmarks"])
+    killed = {entry["case"]: entry for entry in result["membed"]["not_run"]}
+    assert set(killed) == {"lookup/selfkill/synthetic-zipf/1000/64", "train_step/selfkill/synthetic-zipf/1000/64"}
+    for entry in killed.values():
+        assert entry["status"] == "failed"
+        assert "killed by SIGKILL" in entry["reason"] and "last RSS" in entry["reason"]
+    assert "[in its own process]" in completed.stdout
+    assert [line for line in journal.journal_path(out).read_text().splitlines() if '"kind": "benchmark"' in line]

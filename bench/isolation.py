@@ -1,0 +1,213 @@
+"""Cases too big to share the pytest process run in a pytest process of their own.
+
+A case whose estimated peak memory is above `--isolate-above` (a share of the
+machine's memory, default 0.25) runs as `python -m pytest NODE_ID` with the
+run's options in a child process, and its entry comes back through the
+child's JSON. An out-of-memory kill or a crash then takes down that case only:
+it is recorded as failed with the signal and the child's last RSS, and the run
+goes on; the pytest process itself never holds the big tables. The child
+times the case exactly as the parent would (same harness, same rounds); only
+its start-up (a few seconds) is added to the run's wall time.
+
+The memory suite is left out: it already measures in a process of its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import psutil
+import pytest
+
+from bench import grid
+
+CHILD_ENV = "MEMBED_BENCH_CHILD"  # set in the child: it runs its one case in-process
+DEFAULT_SHARE = 0.25
+POLL_SECONDS = 0.2
+# Suites whose case also holds the bare-gather reference table (Harness.time_against_gather).
+PAIRED_SUITES = ("lookup", "blocks", "train_step")
+# The run's own options, passed on to the child so that it parametrizes the same grid.
+PASSED_OPTIONS = ("profile", "strategies", "vocab_sizes", "datasets", "measure_timeout")
+
+
+def estimated_peak_bytes(case: grid.Case) -> int | None:
+    """The case's estimated peak bytes (tables, training state, the paired gather table), or None when unknown.
+
+    MovieLens cases (their size is known only once loaded; the largest is
+    small) and invalid combinations (they skip in-process) give None.
+    """
+    from membed import measure, strategies
+
+    if case.vocab_size is None or case.suite == "memory":
+        return None
+    gather_bytes = measure.FLOAT32_BYTES * grid.gather_rows(case.vocab_size, case.dim) * case.dim
+    if case.suite == "gather":
+        return measure.estimated_peak_bytes(gather_bytes, case.batch_size, case.dim)
+    try:
+        options = strategies.registry.resolve_options(case.strategy, {})
+        sizes = measure.case_sizes(case.strategy, case.vocab_size, case.dim, options)
+    except ValueError:
+        return None
+    peak = measure.estimated_peak_bytes(sizes.train_state_bytes, case.batch_size, case.dim)
+    return peak + (gather_bytes if case.suite in PAIRED_SUITES else 0)
+
+
+@dataclasses.dataclass
+class ChildOutcome:
+    """What the child brought back: a benchmark entry, or a not_run entry (skipped or failed)."""
+
+    outcome: str  # pytest's: passed, skipped or failed
+    benchmark: dict[str, Any] | None
+    not_run: dict[str, Any] | None
+    reason: str
+    seconds: float
+
+
+def _rss(process: psutil.Process) -> int:
+    """RSS of `process` and its children (memory_profiler and fork-based probes run below it)."""
+    try:
+        tree = [process, *process.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
+    total = 0
+    for member in tree:
+        try:
+            total += member.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def _death(returncode: int, last_rss: int) -> str:
+    name = signal.Signals(-returncode).name
+    likely = " (likely the out-of-memory killer)" if -returncode == signal.SIGKILL else ""
+    return f"the case's own process was killed by {name}{likely}; its last RSS was {last_rss / 2**30:.2f} GiB"
+
+
+def run_child(item: pytest.Item, case: grid.Case, arguments: list[str], timeout_s: float) -> ChildOutcome:
+    """Runs `item` alone in `python -m pytest`, watches its RSS, and reads back its entry."""
+    config = item.config
+    with tempfile.TemporaryDirectory(prefix="membed-case-") as folder:
+        out = Path(folder) / "case.json"
+        log = Path(folder) / "case.log"
+        argv = [sys.executable, "-m", "pytest", item.nodeid, "--benchmark-only", "-q", "-p", "no:cacheprovider",
+                "--benchmark-json", str(out), *arguments]
+        start = time.monotonic()
+        with open(log, "w") as stream:
+            child = subprocess.Popen(argv, cwd=config.invocation_params.dir, stdout=stream,
+                                     stderr=subprocess.STDOUT, env={**os.environ, CHILD_ENV: "1"})
+        watched, last_rss = psutil.Process(child.pid), 0
+        try:
+            while child.poll() is None:
+                if time.monotonic() - start > timeout_s:
+                    child.kill()
+                    child.wait()
+                    return _failed(case, item, f"timed out after {timeout_s:g} s", start)
+                last_rss = _rss(watched) or last_rss
+                time.sleep(POLL_SECONDS)
+        except BaseException:
+            child.kill()  # interrupted (Ctrl-C): the case is abandoned, not waited for
+            child.wait()
+            raise
+        if child.returncode < 0:
+            return _failed(case, item, _death(child.returncode, last_rss), start)
+        try:
+            result = json.loads(out.read_text())
+        except (OSError, ValueError):
+            tail = (log.read_text(errors="replace").strip().splitlines() or [""])[-1]
+            return _failed(case, item, f"the case's own process exited with code {child.returncode} "
+                                       f"and no result: {tail}", start)
+    seconds = time.monotonic() - start
+    for entry in result["benchmarks"]:
+        if entry["fullname"] == item.nodeid:
+            status = entry["extra_info"].get("status")
+            reason = entry["extra_info"].get("reason") or ""
+            return ChildOutcome("passed" if status == "ok" else "failed", entry, None, reason, seconds)
+    for entry in result["membed"]["not_run"]:
+        if entry["fullname"] == item.nodeid:
+            outcome = "skipped" if entry["status"] == "skipped" else "failed"
+            return ChildOutcome(outcome, None, entry, entry["reason"], seconds)
+    return _failed(case, item, f"the case's own process (exit code {child.returncode}) wrote no entry for it", start)
+
+
+def _failed(case: grid.Case, item: pytest.Item, reason: str, start: float) -> ChildOutcome:
+    entry = {**grid.base_record(case), "status": "failed", "reason": reason, "fullname": item.nodeid}
+    return ChildOutcome("failed", None, entry, reason, time.monotonic() - start)
+
+
+def child_arguments(config: pytest.Config) -> list[str]:
+    """The run's grid options and `-p` plugins, for a child that must parametrize the same cases."""
+    arguments = []
+    for name in PASSED_OPTIONS:
+        value = config.getoption(name)
+        if value is not None:
+            arguments += [f"--{name.replace('_', '-')}", str(value)]
+    if config.getoption("allow_download"):
+        arguments.append("--allow-download")
+    given = list(config.invocation_params.args)
+    for flag, value in zip(given, given[1:]):
+        if flag == "-p":
+            arguments += ["-p", value]
+    return arguments
+
+
+def report(item: pytest.Item, outcome: ChildOutcome) -> None:
+    """Tells pytest's reporters how the case ended, as if it had run here."""
+    location = item.location
+    hook = item.ihook
+    hook.pytest_runtest_logstart(nodeid=item.nodeid, location=location)
+    for when in ("setup", "call", "teardown"):
+        result = outcome.outcome if when == "call" else "passed"
+        if result == "skipped":
+            longrepr: Any = (str(location[0]), (location[1] or 0) + 1, f"Skipped: {outcome.reason}")
+        elif result == "failed":
+            longrepr = f"[in its own process] {outcome.reason}"
+        else:
+            longrepr = None
+        duration = outcome.seconds if when == "call" else 0.0
+        hook.pytest_runtest_logreport(report=pytest.TestReport(
+            item.nodeid, location, {}, result, longrepr, when, duration=duration))
+    hook.pytest_runtest_logfinish(nodeid=item.nodeid, location=location)
+
+
+class Isolation:
+    """The pytest plugin: runs each case above `limit_bytes` through `run_child`.
+
+    Args:
+        limit_bytes: estimated peak above which a case runs in its own process.
+        case_of: the item's grid case, or None for other tests.
+        before_child: frees what the pytest process holds for earlier cases.
+        record: receives each isolated case's item and outcome (its entry).
+    """
+
+    def __init__(self, limit_bytes: float, case_of: Callable[[pytest.Item], grid.Case | None],
+                 before_child: Callable[[], None], record: Callable[[pytest.Item, ChildOutcome], None]):
+        self.limit_bytes = limit_bytes
+        self.case_of = case_of
+        self.before_child = before_child
+        self.record = record
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem) -> bool | None:
+        case = self.case_of(item)
+        config = item.config
+        benchmarks_run = config.getoption("benchmark_only") or not config.getoption("benchmark_skip")
+        if case is None or os.environ.get(CHILD_ENV) or not benchmarks_run:
+            return None
+        estimate = estimated_peak_bytes(case)
+        if estimate is None or estimate <= self.limit_bytes:
+            return None
+        self.before_child()
+        outcome = run_child(item, case, child_arguments(config), config.getoption("measure_timeout"))
+        self.record(item, outcome)
+        report(item, outcome)
+        return True
