@@ -40,14 +40,18 @@ PASSED_OPTIONS = ("profile", "strategies", "vocab_sizes", "datasets", "measure_t
 
 
 def estimated_peak_bytes(case: grid.Case) -> int | None:
-    """The case's estimated peak bytes (tables, training state, the paired gather table), or None when unknown.
+    """The case's estimated peak bytes (tables, training state, the paired gather table), or None.
 
-    MovieLens cases (their size is known only once loaded; the largest is
-    small) and invalid combinations (they skip in-process) give None.
+    None where the pytest process is the right place anyway: MovieLens cases
+    (their size is known only once loaded; the largest is small), the memory
+    suite, and cases that the grid's rules skip at once (invalid, not
+    sublinear above 1e7 ids, more than the machine has).
     """
     from membed import measure, strategies
 
     if case.vocab_size is None or case.suite == "memory":
+        return None
+    if case.suite != "gather" and grid.size_skip_reason(case.strategy, case.vocab_size, case.dim) is not None:
         return None
     gather_bytes = measure.FLOAT32_BYTES * grid.gather_rows(case.vocab_size, case.dim) * case.dim
     if case.suite == "gather":
@@ -58,6 +62,8 @@ def estimated_peak_bytes(case: grid.Case) -> int | None:
     except ValueError:
         return None
     peak = measure.estimated_peak_bytes(sizes.train_state_bytes, case.batch_size, case.dim)
+    if measure.memory_shortfall(peak) is not None:
+        return None
     return peak + (gather_bytes if case.suite in PAIRED_SUITES else 0)
 
 
