@@ -39,7 +39,6 @@ JOURNAL = pytest.StashKey[journal.Writer]()
 RESUMED = pytest.StashKey[journal.Contents]()  # what an interrupted run had finished
 INTERRUPTED = pytest.StashKey[bool]()
 ISOLATED = pytest.StashKey[list]()  # benchmark entries of the cases that ran in their own process
-HARNESS = pytest.StashKey["Harness"]()
 ROOT = Path(__file__).resolve().parents[1]
 _LOGGED = pytest.StashKey[bool]()  # the item's not_run entry is written
 SHARED_MOVIELENS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "movielens"
@@ -59,8 +58,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--allow-download", action="store_true",
                     help="download MovieLens variants that are not found locally")
     group.addoption("--isolate-above", type=float, default=isolation.DEFAULT_SHARE, metavar="SHARE",
-                    help="run a case in its own process when its estimated peak memory is above this share "
-                         "of the machine's memory (default 0.25; 0: every case of known size)")
+                    help="run a case in its own process when this process's RSS plus the case's estimated peak "
+                         "would be above this share of the machine's memory (default 0.25; 0: every case of "
+                         "known size)")
     group.addoption("--resume", action="store_true",
                     help="run only the cases missing from the journal beside --benchmark-json (an "
                          "interrupted run), then write the JSON of the whole run")
@@ -89,20 +89,13 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"bench: invalid --isolate-above {share}: a share of memory >= 0, e.g. 0.25.")
     config.pluginmanager.register(isolation.Isolation(
         share * psutil.virtual_memory().total, case_of=lambda item: item.stash.get(CASE, None),
-        before_child=lambda: _drop_reference(config), record=_record_isolated), "membed-isolation")
+        record=_record_isolated), "membed-isolation")
     path = config.getoption("benchmark_json", None)
     if path is not None:
         _make_json_folder(path)
         _open_journal(config, journal.journal_path(path), selection)
     elif config.getoption("resume", False):
         raise pytest.UsageError("bench: --resume needs the --benchmark-json of the run to resume.")
-
-
-def _drop_reference(config: pytest.Config) -> None:
-    """Frees the paired gather table the harness keeps, before a case needs the memory in another process."""
-    harness = config.stash.get(HARNESS, None)
-    if harness is not None:
-        harness.drop_reference()
 
 
 def _record_isolated(item: pytest.Item, outcome: isolation.ChildOutcome) -> None:
@@ -136,6 +129,9 @@ def _open_journal(config: pytest.Config, path: Path, selection: grid.Selection) 
     if not config.getoption("resume", False):
         config.stash[JOURNAL] = journal.Writer(path, run)
         return
+    if not path.is_file():
+        raise pytest.UsageError(f"bench: cannot resume: no journal {path} (a run with the same --benchmark-json "
+                                "writes it); run without --resume.")
     try:
         contents = journal.read(path)
     except (OSError, ValueError) as error:
@@ -549,8 +545,7 @@ def release_memory(held_bytes: int | None) -> None:
 @pytest.fixture(scope="session")
 def harness(pytestconfig: pytest.Config) -> Harness:
     """Per-session helpers: data, gating, layers, timing, the gather reference."""
-    pytestconfig.stash[HARNESS] = Harness(pytestconfig.stash[SELECTION])
-    return pytestconfig.stash[HARNESS]
+    return Harness(pytestconfig.stash[SELECTION])
 
 
 @pytest.fixture

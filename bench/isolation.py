@@ -1,9 +1,11 @@
 """Cases too big to share the pytest process run in a pytest process of their own.
 
-A case whose estimated peak memory is above `--isolate-above` (a share of the
-machine's memory, default 0.25) runs as `python -m pytest NODE_ID` with the
-run's options in a child process, and its entry comes back through the
-child's JSON. An out-of-memory kill or a crash then takes down that case only:
+A case runs as `python -m pytest NODE_ID`, with the run's options, in a child
+process when the pytest process's RSS plus the case's estimated peak memory
+would be above `--isolate-above` (a share of the machine's memory, default
+0.25); its entry comes back through the child's JSON. The pytest process's
+RSS counts because TensorFlow keeps what it freed: the RSS of one process is
+the high-water mark of every case it ran, not of the largest one. An out-of-memory kill or a crash then takes down that case only:
 it is recorded as failed with the signal and the child's last RSS, and the run
 goes on; the pytest process itself never holds the big tables. The child
 times the case exactly as the parent would (same harness, same rounds); only
@@ -186,21 +188,20 @@ def report(item: pytest.Item, outcome: ChildOutcome) -> None:
 
 
 class Isolation:
-    """The pytest plugin: runs each case above `limit_bytes` through `run_child`.
+    """The pytest plugin: runs a case through `run_child` when this process could not hold it under a limit.
 
     Args:
-        limit_bytes: estimated peak above which a case runs in its own process.
+        limit_bytes: what this process's RSS plus a case's estimated peak may reach.
         case_of: the item's grid case, or None for other tests.
-        before_child: frees what the pytest process holds for earlier cases.
         record: receives each isolated case's item and outcome (its entry).
     """
 
     def __init__(self, limit_bytes: float, case_of: Callable[[pytest.Item], grid.Case | None],
-                 before_child: Callable[[], None], record: Callable[[pytest.Item, ChildOutcome], None]):
+                 record: Callable[[pytest.Item, ChildOutcome], None]):
         self.limit_bytes = limit_bytes
         self.case_of = case_of
-        self.before_child = before_child
         self.record = record
+        self.process = psutil.Process()
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem) -> bool | None:
@@ -210,9 +211,8 @@ class Isolation:
         if case is None or os.environ.get(CHILD_ENV) or not benchmarks_run:
             return None
         estimate = estimated_peak_bytes(case)
-        if estimate is None or estimate <= self.limit_bytes:
+        if estimate is None or self.process.memory_info().rss + estimate <= self.limit_bytes:
             return None
-        self.before_child()
         outcome = run_child(item, case, child_arguments(config), config.getoption("measure_timeout"))
         self.record(item, outcome)
         report(item, outcome)

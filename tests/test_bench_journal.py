@@ -77,6 +77,8 @@ def test_resume_refuses_a_journal_of_another_selection(tmp_path):
                       "--datasets", "synthetic-zipf", "-k", "gather", "--benchmark-json", str(out), "--resume")
     assert other.returncode != 0
     assert "cannot resume" in other.stderr and "another strategies" in other.stderr
+    nothing = run_bench(tmp_path, "--benchmark-only", "--benchmark-json", str(tmp_path / "none.json"), "--resume")
+    assert nothing.returncode != 0 and "cannot resume: no journal" in nothing.stderr
 
 
 def test_a_torn_last_line_is_ignored_with_a_warning(tmp_path):
