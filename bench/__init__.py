@@ -1,1 +1,5 @@
-"""pytest-benchmark suites of membed; the grid lives in bench/grid.py, the shared machinery in bench/conftest.py."""
+"""pytest-benchmark suites of membed.
+
+The grid lives in bench/grid.py, the pytest hooks in bench/conftest.py and the
+harness the suites share in bench/harness.py.
+"""

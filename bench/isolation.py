@@ -31,12 +31,11 @@ import psutil
 import pytest
 
 from bench import grid
+from bench.harness import PAIRED_SUITES
 
 CHILD_ENV = "MEMBED_BENCH_CHILD"  # set in the child: it runs its one case in-process
 DEFAULT_SHARE = 0.25
 POLL_SECONDS = 0.2
-# Suites whose case also holds the bare-gather reference table (Harness.time_against_gather).
-PAIRED_SUITES = ("lookup", "blocks", "train_step")
 # The run's own options, passed on to the child so that it parametrizes the same grid.
 PASSED_OPTIONS = ("profile", "strategies", "vocab_sizes", "datasets", "measure_timeout")
 
