@@ -59,9 +59,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--allow-download", action="store_true",
                     help="download MovieLens variants that are not found locally")
     group.addoption("--isolate-above", type=float, default=isolation.DEFAULT_SHARE, metavar="SHARE",
-                    help="run a case in its own process when this process's RSS plus the case's estimated peak "
-                         "would be above this share of the machine's memory (default 0.25; 0: every case of "
-                         "known size)")
+                    help="run a case in its own process when this process's RSS plus the case's estimated "
+                         f"peak would be above this share of the machine's memory (default "
+                         f"{isolation.DEFAULT_SHARE}; 0: every case of known size)")
     group.addoption("--resume", action="store_true",
                     help="run only the cases missing from the journal beside --benchmark-json (an "
                          "interrupted run), then write the JSON of the whole run")
@@ -87,7 +87,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[ISOLATED] = []
     share = config.getoption("isolate_above")
     if not share >= 0:
-        raise pytest.UsageError(f"bench: invalid --isolate-above {share}: a share of memory >= 0, e.g. 0.25.")
+        raise pytest.UsageError(f"bench: invalid --isolate-above {share}: a share of memory >= 0, e.g. {isolation.DEFAULT_SHARE}.")
     config.pluginmanager.register(isolation.Isolation(
         share * psutil.virtual_memory().total, case_of=lambda item: item.stash.get(CASE, None),
         record=_record_isolated), "membed-isolation")
@@ -320,6 +320,8 @@ def pytest_sessionfinish(session: pytest.Session):
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Not saving anything")
         yield
+    if RESUMED in session.config.stash and session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
+        session.exitstatus = pytest.ExitCode.OK  # the resumed run had finished: nothing was left to run
     writer = session.config.stash.get(JOURNAL, None)
     if writer is not None:
         writer.close()

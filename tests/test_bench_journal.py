@@ -73,6 +73,12 @@ def test_resume_refuses_a_journal_of_another_selection(tmp_path):
     first = run_bench(tmp_path, "--benchmark-only", "--strategies", "full", "--vocab-sizes", "1000",
                       "--datasets", "synthetic-zipf", "-k", "gather", "--benchmark-json", str(out))
     assert first.returncode == 0, first.stdout[-3000:]
+    # Resuming a run that had finished runs nothing, and succeeds with the same result.
+    again = run_bench(tmp_path, "--benchmark-only", "--strategies", "full", "--vocab-sizes", "1000",
+                      "--datasets", "synthetic-zipf", "-k", "gather", "--benchmark-json", str(out), "--resume")
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert [entry["extra_info"]["case"] for entry in json.loads(out.read_text())["benchmarks"]] == [
+        "gather/gather/synthetic-zipf/1000/64"]
     other = run_bench(tmp_path, "--benchmark-only", "--strategies", "qr", "--vocab-sizes", "1000",
                       "--datasets", "synthetic-zipf", "-k", "gather", "--benchmark-json", str(out), "--resume")
     assert other.returncode != 0
