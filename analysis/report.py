@@ -208,7 +208,7 @@ def gate_summary(outcome: gate.GateOutcome, paths: Sequence[str], baseline: str,
     if outcome.not_selected:
         lines.append(
             f"{len(outcome.not_selected)} baseline cases not in this run's selection, not gated; "
-            "run the full profile to gate them."
+            "run the profile whole (no -k, --strategies, --vocab-sizes or --datasets) to gate them."
         )
     if outcome.unplaced:
         lines.append(

@@ -166,7 +166,7 @@ def test_a_slice_counts_unselected_cases_in_one_line_and_passes(tmp_path, capsys
     code, out, _ = run(capsys, sliced, "--check", baseline, "--format", "markdown")
     assert code == 0
     assert "gate passed: 0 regressions" in out
-    assert "4 baseline cases not in this run's selection, not gated; run the full profile to gate them." in out
+    assert "4 baseline cases not in this run's selection, not gated; run the profile whole" in out
     assert not any(case in out for case in cases[2:])
 
 
