@@ -218,6 +218,9 @@ def test_a_run_where_every_case_skips_still_writes_its_json(tmp_path):
     assert result["benchmarks"] == []
     reasons = {entry["reason"] for entry in result["membed"]["not_run"]}
     assert reasons and all(reason.startswith("ml-1m not available") for reason in reasons)
+    # Said once, in the benchmark's terms: no Python arguments (`data_dir`, download=True) in the advice.
+    assert all("data_dir" not in reason and "download=True" not in reason for reason in reasons)
+    assert all(reason.count("MEMBED_DATA_DIR") >= 1 and "--allow-download" in reason for reason in reasons)
     # The reason is in the terminal summary too, not a bare `s`.
     assert "SKIPPED" in completed.stdout and "ml-1m not available" in completed.stdout
 

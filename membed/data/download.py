@@ -49,7 +49,17 @@ class DataError(ValueError):
 
 
 class DatasetUnavailable(RuntimeError):
-    """A dataset that cannot be found locally and could not (or may not) be downloaded."""
+    """A dataset that cannot be found locally and could not (or may not) be downloaded.
+
+    Attributes:
+        finding: what was wrong, without the advice on how to provide the
+            dataset, for callers that give that advice in their own terms (the
+            benchmark harness names its options); the message itself.
+    """
+
+    def __init__(self, message: str, finding: str | None = None):
+        super().__init__(message)
+        self.finding = finding if finding is not None else message
 
 
 def archive_url(info: DatasetInfo, url: str | None = None) -> str:

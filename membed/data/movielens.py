@@ -320,7 +320,7 @@ def _unavailable(
     # The cache (last) is not the user's doing: it is empty until a first download.
     notes = [note for label, place in places[:-1] if (note := _place_problem(label, place))]
     remedies = f"set {DATA_DIR_ENV} to a folder holding {info.folder}/, pass {hints.data_dir}, or {last_remedy}"
-    return DatasetUnavailable("; ".join([problem, *notes, remedies]) + ".")
+    return DatasetUnavailable("; ".join([problem, *notes, remedies]) + ".", finding="; ".join([problem, *notes]))
 
 
 def _checked(info: DatasetInfo, data: RatingsData) -> RatingsData:
