@@ -20,10 +20,10 @@ def test_ci_runs_the_readme_quickstart_commands():
     assert any(command.startswith("tox -e bench") for command in commands)
     assert "pytest" in commands
     assert any("--check reports/baseline.json" in command for command in commands)
-    run = (ROOT / ".ci" / "run").read_text()
-    assert "python .ci/quickstart.py" in run
+    code = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if not line.lstrip().startswith("#")]
+    assert any("python .ci/quickstart.py" in line for line in code)
     # No command of its own besides setting up the environment: it cannot drift from the README.
-    assert "pytest" not in run and "analysis.report" not in run
+    assert not any(word in line for line in code for word in ("pytest", "tox", "analysis.report"))
 
 
 def test_the_gate_reads_the_json_that_the_main_job_writes():
