@@ -288,9 +288,12 @@ def pytest_benchmark_update_json(config: pytest.Config, benchmarks, output_json:
         not_run = [entry for entry in resumed.not_run if entry["status"] != "interrupted"] + not_run
     # In the order one uninterrupted run in one process would have written them.
     order = {fullname: index for index, fullname in enumerate(selected)}
-    output_json["benchmarks"] = sorted(measured + output_json["benchmarks"],
-                                       key=lambda entry: order.get(entry["fullname"], len(order)))
-    not_run = sorted(not_run, key=lambda entry: order.get(entry["fullname"], len(order)))
+
+    def run_order(entry: dict) -> int:
+        return order.get(entry["fullname"], len(order))
+
+    output_json["benchmarks"] = sorted(measured + output_json["benchmarks"], key=run_order)
+    not_run = sorted(not_run, key=run_order)
     output_json["membed"] = {
         "schema_version": grid.SCHEMA_VERSION,
         "profile": selection.profile.name if selection else None,

@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ import pytest
 
 from bench import grid
 from bench.harness import PAIRED_SUITES
+from membed import measure
 
 CHILD_ENV = "MEMBED_BENCH_CHILD"  # set in the child: it runs its one case in-process
 # The largest case of the full profile (the 1e7 x 64 full table's train step, in its own
@@ -51,7 +51,7 @@ def estimated_peak_bytes(case: grid.Case) -> int | None:
     suite, and cases that the grid's rules skip at once (invalid, not
     sublinear above 1e7 ids, more than the machine has).
     """
-    from membed import measure, strategies
+    from membed import strategies
 
     if case.vocab_size is None or case.suite == "memory":
         return None
@@ -97,12 +97,6 @@ def _rss(process: psutil.Process) -> int:
     return total
 
 
-def _death(returncode: int, last_rss: int) -> str:
-    name = signal.Signals(-returncode).name
-    likely = " (likely the out-of-memory killer)" if -returncode == signal.SIGKILL else ""
-    return f"the case's own process was killed by {name}{likely}; its last RSS was {last_rss / 2**30:.2f} GiB"
-
-
 def run_child(item: pytest.Item, case: grid.Case, arguments: list[str], timeout_s: float) -> ChildOutcome:
     """Runs `item` alone in `python -m pytest`, watches its RSS, and reads back its entry."""
     config = item.config
@@ -129,7 +123,8 @@ def run_child(item: pytest.Item, case: grid.Case, arguments: list[str], timeout_
             child.wait()
             raise
         if child.returncode < 0:
-            return _failed(case, item, _death(child.returncode, last_rss), start)
+            reason = measure._death_reason(child.returncode, "the case's own process")
+            return _failed(case, item, f"{reason}; its last RSS was {last_rss / 2**30:.2f} GiB", start)
         try:
             result = json.loads(out.read_text())
         except (OSError, ValueError):

@@ -610,12 +610,13 @@ def _forked_child(spec: dict, connection) -> None:
     connection.close()
 
 
-def _death_reason(exitcode: int | None) -> str:
+def _death_reason(exitcode: int | None, process: str = "the measuring process") -> str:
+    """Why `process` ended without a result, from its exit code (negative: the signal that killed it)."""
     if exitcode is not None and exitcode < 0:
         name = signal.Signals(-exitcode).name
         likely = " (likely the out-of-memory killer)" if -exitcode == signal.SIGKILL else ""
-        return f"the measuring process was killed by {name}{likely}"
-    return f"the measuring process exited with code {exitcode} without a result"
+        return f"{process} was killed by {name}{likely}"
+    return f"{process} exited with code {exitcode} without a result"
 
 
 def _run_forked(spec: dict, timeout_s: float) -> dict[str, Any]:
