@@ -79,15 +79,16 @@ def _load(args):
 def _strategies_command(args) -> int:
     from membed import strategies
 
+    # Everything about the options comes from each strategy's config dataclass.
     rows = [
         {
             "name": name,
             "description": strategies.get(name).summary,
-            "needs_counts": strategies.get(name).needs_counts,
-            "options": {key: {"default": opt.default, "help": opt.help}
-                        for key, opt in strategies.get(name).options.items()},
+            "needs_counts": config.uses_counts,
+            "options": {key: {"default": opt.default, "help": opt.help} for key, opt in config.options().items()},
         }
         for name in strategies.names()
+        for config in [strategies.get(name).config_class]
     ]
     if args.json:
         print(json.dumps(rows, indent=1))

@@ -18,8 +18,19 @@ Presets:
 from __future__ import annotations
 
 import dataclasses
+import math
+
+import keras
 
 from membed import strategies
+from membed.strategies.base import BYTES_PER_DTYPE
+from membed.strategies.storage import STORAGES, check_storage, stored_copy
+from membed.train import TrainResult
+
+# The storages the accuracy suite evaluates a trained pair in (float32 first: the
+# trained pair itself, through the same evaluation, so each difference is the storage's).
+STORAGE_STEPS = STORAGES
+EVAL_BATCH_SIZE = 1024
 
 @dataclasses.dataclass(frozen=True)
 class Pair:
@@ -68,12 +79,18 @@ def accuracy_pairs(strategy: str, num_users: int, num_items: int, dim: int = 64,
     return compression_presets(strategy, num_users, num_items, dim, user_counts, item_counts)
 
 
-def fit_pair(pair: Pair, data, train_idx, val_idx, dim: int = 64, **train_options):
-    """Seeds, builds and trains `pair` on `data`; returns (model, TrainResult).
+def fit_pair(pair: Pair, data, train_idx, val_idx, dim: int = 64, storages: tuple[str, ...] = (),
+             **train_options) -> tuple:
+    """Seeds, builds and trains `pair` on `data`; returns (model, PairResult).
 
     A strategy with `trains_as` (int8 tables) is trained as that strategy and
     converted after training; the per-epoch lists are the float model's, and
     the final entries are replaced by the converted model's evaluation.
+
+    Args:
+        storages: storages to evaluate the trained pair in again (see
+            `evaluate_by_storage`), e.g. `STORAGE_STEPS`; none by default.
+        **train_options: `membed.train.train_model`'s options (epochs, seed, ...).
     """
     from membed.model import pair_model, rating_model
     from membed.train import compile_for_ratings, make_dataset, set_seed, train_model
@@ -85,18 +102,90 @@ def fit_pair(pair: Pair, data, train_idx, val_idx, dim: int = 64, **train_option
     model = pair_model(data, trained_user, trained_item, dim,
                        None if user_cls.trains_as else pair.user_options,
                        None if item_cls.trains_as else pair.item_options)
-    result = train_model(model, data, train_idx, val_idx, **train_options)
-    if not (user_cls.trains_as or item_cls.trains_as):
-        return model, result
-    user_layer, item_layer = model.get_layer("user_embedding"), model.get_layer("item_embedding")
-    if user_cls.trains_as:
-        user_layer = user_cls.from_trained(user_layer, **pair.user_options)
-    if item_cls.trains_as:
-        item_layer = item_cls.from_trained(item_layer, **pair.item_options)
-    converted = rating_model(user_layer, item_layer)
-    compile_for_ratings(converted)
-    metrics = converted.evaluate(make_dataset(data, val_idx, 1024, shuffle=False), verbose=0, return_dict=True)
-    result.val_mse[-1], result.val_mae[-1] = float(metrics["loss"]), float(metrics["mae"])
-    result.val_rmse[-1] = float(metrics["loss"]) ** 0.5
-    result.params = int(converted.count_params())
-    return converted, result
+    result = PairResult(**dataclasses.asdict(train_model(model, data, train_idx, val_idx, **train_options)))
+    if user_cls.trains_as or item_cls.trains_as:
+        user_layer, item_layer = model.get_layer("user_embedding"), model.get_layer("item_embedding")
+        if user_cls.trains_as:
+            user_layer = user_cls.from_trained(user_layer, **pair.user_options)
+        if item_cls.trains_as:
+            item_layer = item_cls.from_trained(item_layer, **pair.item_options)
+        model = rating_model(user_layer, item_layer)
+        compile_for_ratings(model)
+        metrics = model.evaluate(make_dataset(data, val_idx, EVAL_BATCH_SIZE, shuffle=False), verbose=0,
+                                 return_dict=True)
+        result.val_mse[-1], result.val_mae[-1] = float(metrics["loss"]), float(metrics["mae"])
+        result.val_rmse[-1] = float(metrics["loss"]) ** 0.5
+        result.params = int(model.count_params())
+    if storages:
+        by_storage = evaluate_by_storage(model, data, val_idx, storages)
+        result.val_mse_by_storage, result.param_bytes_by_storage = by_storage.val_mse, by_storage.param_bytes
+    return model, result
+
+
+@dataclasses.dataclass
+class PairResult(TrainResult):
+    """A fit's `TrainResult`, plus the pair evaluated with its tables in other storages (if asked).
+
+    Attributes:
+        val_mse_by_storage: storage -> validation MSE of the trained pair
+            with both layers' tables stored so (`evaluate_by_storage`).
+        param_bytes_by_storage: storage -> bytes of both layers' weights then.
+    """
+
+    val_mse_by_storage: dict[str, float] = dataclasses.field(default_factory=dict)
+    param_bytes_by_storage: dict[str, int] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class StorageEvaluation:
+    """A trained pair evaluated again with both layers' tables in each storage.
+
+    Attributes:
+        val_mse: storage -> validation MSE (`float32` is the trained pair
+            itself, evaluated the same way, so differences are the storage's).
+        param_bytes: storage -> bytes of the two layers' weights.
+        skipped: why no storage was evaluated (empty dicts), else None.
+    """
+
+    val_mse: dict[str, float]
+    param_bytes: dict[str, int]
+    skipped: str | None = None
+
+
+def evaluate_by_storage(model, data, val_idx, storages: tuple[str, ...] = STORAGE_STEPS) -> StorageEvaluation:
+    """Validation MSE of a trained rating model with both embedding layers' tables in each storage.
+
+    Each storage is applied to copies of the two layers (`storage.stored_copy`),
+    so `model` is left as it is; dense weights (projections, MLPs) stay
+    float32. A pair is skipped, with the reason, when a layer has no tables
+    (`dhe`) or is already stored in another dtype (the `quantized` presets).
+
+    Example:
+        >>> model, result = fit_pair(BASELINE, data, train_idx, val_idx, epochs=1)
+        >>> evaluate_by_storage(model, data, val_idx).val_mse  # doctest: +SKIP
+        {'float32': 0.93, 'float16': 0.93, 'bfloat16': 0.931, 'int8': 0.93}
+    """
+    from membed.model import rating_model
+    from membed.train import compile_for_ratings, make_dataset
+
+    for storage in storages:
+        check_storage("evaluate_by_storage", storage)
+    layers = [model.get_layer("user_embedding"), model.get_layer("item_embedding")]
+    for layer in layers:
+        if not getattr(layer, "table_names", None):
+            return StorageEvaluation({}, {}, f"{layer.name} ({type(layer).__name__}) has no tables to store.")
+        if layer.storage != "float32":
+            return StorageEvaluation({}, {}, f"{layer.name} is already stored as {layer.storage}.")
+    dataset = make_dataset(data, val_idx, EVAL_BATCH_SIZE, shuffle=False)
+    val_mse, param_bytes = {}, {}
+    for storage in storages:
+        stored = [stored_copy(layer, storage) for layer in layers]
+        converted = rating_model(*stored)
+        compile_for_ratings(converted)
+        metrics = converted.evaluate(dataset, verbose=0, return_dict=True)
+        val_mse[storage] = float(metrics["loss"])
+        param_bytes[storage] = sum(
+            math.prod(w.shape) * BYTES_PER_DTYPE[keras.backend.standardize_dtype(w.dtype)]
+            for layer in stored for w in layer.weights
+        )
+    return StorageEvaluation(val_mse, param_bytes)

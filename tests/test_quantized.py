@@ -75,8 +75,8 @@ def test_int8_from_table_error_is_at_most_half_a_step_per_row():
     # Not trivially exact: quantization really happened.
     assert error.max() > 0
     np.testing.assert_allclose(layer.dequantized_table(), out, rtol=1e-6, atol=1e-9)
-    assert keras.backend.standardize_dtype(layer.table._embeddings.dtype) == "int8"
-    assert layer.table.quantization_mode == "int8"
+    assert keras.backend.standardize_dtype(layer.embeddings.dtype) == "int8"
+    assert layer.storage == "int8"
 
 
 @pytest.mark.parametrize("storage", ["float16", "bfloat16"])
@@ -140,4 +140,4 @@ def test_half_precision_table_learns_a_planted_table(storage):
     model.fit(train_ids, target[train_ids], epochs=1, batch_size=32, verbose=0)
     end = float(np.mean((ops.convert_to_numpy(layer(ids)) - target) ** 2))
     assert end < 0.1 * start, (start, end)
-    assert keras.backend.standardize_dtype(layer.table.embeddings.dtype) == storage
+    assert keras.backend.standardize_dtype(layer.embeddings.dtype) == storage

@@ -4,6 +4,7 @@ import importlib
 import pkgutil
 
 from membed.strategies.base import Cost, EmbeddingStrategy, InvalidIdError, Option
+from membed.strategies.config import StrategyConfig
 from membed.strategies.registry import STRATEGIES, build, cost, get, names, parse_spec, register
 
 _SKIP = {"base", "registry"}
@@ -17,6 +18,7 @@ __all__ = [
     "EmbeddingStrategy",
     "InvalidIdError",
     "Option",
+    "StrategyConfig",
     "build",
     "cost",
     "get",

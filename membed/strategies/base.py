@@ -1,10 +1,16 @@
 """The contract every embedding strategy follows.
 
 A strategy is a Keras 3 layer that maps integer ids in `[0, vocab_size)` to
-vectors of the base dimension `dim`. Subclasses implement `build`, `lookup`
-(on a flat vector of ids that is already range-checked) and the classmethod
-`cost`, which gives parameters and bytes from the constructor arguments alone,
-before anything is built.
+vectors of the base dimension `dim`. Its options are the fields of one frozen
+config dataclass, named by `config_class` (see `config`). Subclasses
+implement `build`, `lookup` (on a flat vector of ids that is already
+range-checked) and the classmethod `cost_of`, which gives parameters and
+bytes from a resolved config alone, before anything is built.
+
+Tables are made in `build` with `add_table` (their shapes declared by
+`table_shapes`, part of the cost formula) and read in `lookup` with
+`gather`, so that storing them as float16, bfloat16 or int8 after training
+(`layer.store_as`, see `storage.py`) works for every strategy.
 
 Some strategies need more than weights to map ids: mixed dimension keeps an
 id -> block map, frequency hashing an id -> private-row map. That "index"
@@ -22,6 +28,20 @@ from typing import Any, Callable, ClassVar
 import keras
 import numpy as np
 from keras import ops
+
+# Option, the parsers and the checks live with the configs; imported here for the strategy modules.
+from membed.strategies.config import (  # noqa: F401
+    Option,
+    StrategyConfig,
+    check_choice,
+    check_positive,
+    frequency_order,
+    int_list,
+    optional_int,
+    optional_int_list,
+)
+# gather_rows and take_rows are imported here for the strategy modules.
+from membed.strategies.storage import TableStorage, check_storage, gather_rows, stored_sizes, take_rows  # noqa: F401
 
 BYTES_PER_DTYPE = {
     "float32": 4,
@@ -45,75 +65,69 @@ class Cost:
         params: number of scalars held in weights (what `count_params()` gives).
         bytes_by_dtype: bytes of those weights, keyed by storage dtype.
         index_bytes: bytes of non-parameter id-mapping state.
+        tables: shapes of the weights that are tables, which `stored` converts;
+            the other parameters are dense and stay float32.
+        storage: the dtype the tables are stored in (see `storage.py`).
     """
 
     params: int
     bytes_by_dtype: dict[str, int]
     index_bytes: int = 0
+    tables: tuple[tuple[int, ...], ...] = dataclasses.field(default=(), repr=False)
+    storage: str = dataclasses.field(default="float32", repr=False)
 
     @property
     def param_bytes(self) -> int:
         return sum(self.bytes_by_dtype.values())
 
     @classmethod
-    def float32(cls, params: int, index_bytes: int = 0) -> "Cost":
-        return cls(params=params, bytes_by_dtype={"float32": 4 * params}, index_bytes=index_bytes)
+    def float32(cls, params: int, index_bytes: int = 0, tables=()) -> "Cost":
+        tables = tuple(tuple(int(d) for d in shape) for shape in tables)
+        return cls(params=params, bytes_by_dtype={"float32": 4 * params}, index_bytes=index_bytes, tables=tables)
+
+    def stored(self, storage: str) -> "Cost":
+        """This cost with its tables stored as `storage`; dense weights stay float32.
+
+        Example:
+            >>> Cost.float32(40, tables=[(10, 4)]).stored("int8").bytes_by_dtype  # + a float32 scale per row
+            {'int8': 40, 'float32': 40}
+        """
+        check_storage("Cost", storage)
+        if storage == self.storage:
+            return self
+        if self.storage != "float32":
+            raise ValueError(f"Cost: only a float32 cost converts; this one is stored as {self.storage!r}.")
+        if not self.tables:
+            raise ValueError(f"Cost: no tables to store as {storage!r}; dense weights stay float32.")
+        params, bytes_by_dtype = stored_sizes(self.params, self.tables, storage)
+        return dataclasses.replace(self, params=params, bytes_by_dtype=bytes_by_dtype, storage=storage)
 
 
-@dataclasses.dataclass(frozen=True)
-class Option:
-    """One constructor option of a strategy, as the CLI and `strategies` list it."""
-
-    parse: Callable[[str], Any]
-    default: Any
-    help: str
-
-
-def int_list(text: str | list | tuple) -> list[int]:
-    """Parses '400,1700' (or a list) into [400, 1700]."""
-    if isinstance(text, (list, tuple)):
-        return [int(v) for v in text]
-    return [int(v) for v in str(text).replace("/", ",").split(",") if v.strip()]
-
-
-def optional_int(text) -> int | None:
-    """Parses an option that may be left to a derived default ('', 'none', 'auto')."""
-    if text is None or str(text).strip().lower() in ("", "none", "auto"):
-        return None
-    return int(text)
-
-
-def optional_int_list(text) -> list[int] | None:
-    """Like `int_list`, but '', 'none' or 'auto' leave the list to a derived default."""
-    if text is None or (isinstance(text, str) and text.strip().lower() in ("", "none", "auto")):
-        return None
-    return int_list(text)
-
-
-def check_choice(layer: str, option: str, value: Any, allowed: tuple) -> None:
-    if value not in allowed:
-        raise ValueError(
-            f"{layer}: invalid `{option}`: {value!r}. Use one of: {', '.join(map(str, allowed))}."
-        )
-
-
-def check_positive(layer: str, option: str, value: Any, minimum: int = 1) -> None:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{layer}: invalid `{option}`: {value!r}. It must be an integer >= {minimum}.")
-
-
-class EmbeddingStrategy(keras.layers.Layer):
+class EmbeddingStrategy(TableStorage, keras.layers.Layer):
     """Base class: id validation, flattening, config and index-state saving.
+
+    The options a subclass takes are the fields of its `config_class`; the
+    constructor resolves them (`StrategyConfig.resolve`) and stores each as
+    a public attribute, which `get_config` saves.
 
     Args:
         vocab_size: number of ids; valid ids are `0 .. vocab_size - 1`.
         dim: the base embedding dimension every id is mapped to.
         check_ids: raise on out-of-range ids (on by default; it costs one max
             over the batch).
+        counts: per-id counts (length `vocab_size`) for strategies that use
+            them (`needs_counts`); others ignore them. Not saved in the config.
+        storage: how the tables are stored, `float32` (default), `float16`,
+            `bfloat16` or `int8` (see `storage.py`; convert a trained layer
+            with `store_as`). Saved in the config.
+        **kwargs: the strategy's options, by name, then Keras layer arguments
+            (`name`, `dtype`, ...).
     """
 
     strategy_name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
+    config_class: ClassVar[type[StrategyConfig]] = StrategyConfig
+    # Both derived from `config_class` for every subclass (see __init_subclass__).
     options: ClassVar[dict[str, Option]] = {}
     needs_counts: ClassVar[bool] = False
     # A strategy that cannot be trained as itself (int8 tables) names the
@@ -124,7 +138,21 @@ class EmbeddingStrategy(keras.layers.Layer):
     # inference (see `fused`); an instance may set it to False.
     fuse_lookup: ClassVar[bool] = True
 
-    def __init__(self, vocab_size: int, dim: int, check_ids: bool = True, **kwargs):
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "config_class" not in cls.__dict__ and {"options", "needs_counts"} & set(cls.__dict__):
+            raise TypeError(
+                f"{cls.__name__}: declare options as the fields of a `config_class` "
+                "(a StrategyConfig dataclass, see membed/strategies/config.py), not an `options` dict."
+            )
+        cls.options = cls.config_class.options()
+        cls.needs_counts = cls.config_class.uses_counts
+
+    def __init__(self, vocab_size: int, dim: int, *, check_ids: bool = True, counts: np.ndarray | None = None,
+                 **kwargs):
+        # Options by keyword only: a positional third argument is an error, not a silent `check_ids`.
+        options = {name: kwargs.pop(name) for name in list(kwargs) if name in self.options}
+        storage = kwargs.pop("storage", "float32")
         super().__init__(**kwargs)
         label = type(self).__name__
         check_positive(label, "vocab_size", vocab_size)
@@ -132,25 +160,63 @@ class EmbeddingStrategy(keras.layers.Layer):
         self.vocab_size = int(vocab_size)
         self.dim = int(dim)
         self.check_ids = bool(check_ids)
+        # How the tables are stored (storage.py); a strategy may declare it as an option instead (quantized).
+        self.storage = None if "storage" in self.options else check_storage(label, storage, self.storages)
         self._index_arrays: dict[str, np.ndarray] = {}
         self._index_tensors: dict[str, Any] = {}
+        config = self.config_class(**options).resolve(self.vocab_size, self.dim, counts, label=label)
+        for name, value in config.as_dict().items():
+            setattr(self, name, value)
+
+    @property
+    def config(self) -> StrategyConfig:
+        """This layer's resolved options, read from its public attributes."""
+        return self.config_class(**{name: getattr(self, name) for name in self.options})
 
     # ----- cost -------------------------------------------------------------
     @classmethod
-    def cost(cls, vocab_size: int, dim: int, **options) -> Cost:
-        raise NotImplementedError
+    def cost(cls, vocab_size: int, dim: int, *, counts: np.ndarray | None = None, **options) -> Cost:
+        """Size of a `vocab_size x dim` layer with these options (others default), before building it.
+
+        Example:
+            >>> QREmbedding.cost(6040, 64, num_buckets=120).params
+            10944
+        """
+        config = cls.config_class.from_options(options, owner=cls.__name__, parse=False)
+        resolved = config.resolve(vocab_size, dim, counts, label=cls.__name__)
+        cost = cls.cost_of(resolved, vocab_size, dim)
+        if cost.tables:
+            return cost
+        return dataclasses.replace(cost, tables=tuple(map(tuple, cls.table_shapes(resolved, vocab_size, dim))))
 
     @classmethod
-    def options_for_compression(cls, vocab_size: int, dim: int, compression: float) -> dict:
+    def cost_of(cls, config: StrategyConfig, vocab_size: int, dim: int) -> Cost:
+        """The cost formula: the size of a layer with this resolved config."""
+        raise NotImplementedError(f"{cls.__name__} has no cost formula (`cost_of`).")
+
+    @classmethod
+    def table_shapes(cls, config: StrategyConfig, vocab_size: int, dim: int) -> list[tuple[int, ...]]:
+        """Shapes of the tables `build` makes with `add_table`, in build order (none by default).
+
+        Part of the cost formula: `cost(...).stored(storage)` converts these,
+        and keeps the other parameters dense float32.
+        """
+        return []
+
+    @classmethod
+    def options_for_compression(cls, vocab_size: int, dim: int, compression: float,
+                                counts: np.ndarray | None = None) -> dict:
         """Options that give about `compression` times fewer parameters than a full table.
 
         Raises ValueError when the strategy cannot reach that compression at this size.
-        The accuracy suite's presets (`5x`, `20x`, `100x`) come from here.
+        The accuracy suite's presets (`5x`, `20x`, `100x`) come from here. `counts`
+        are the data's per-id counts, for strategies whose size depends on them.
         """
         raise ValueError(f"{cls.strategy_name}: has no compression presets.")
 
     @classmethod
-    def accuracy_presets(cls, vocab_size: int, dim: int, counts=None) -> dict[str, dict | ValueError]:
+    def accuracy_presets(cls, vocab_size: int, dim: int,
+                         counts: np.ndarray | None = None) -> dict[str, dict | ValueError]:
         """Named option sets the accuracy suite trains: `5x`, `20x`, `100x` by default.
 
         A preset the strategy cannot reach maps to the ValueError that says why.
@@ -160,7 +226,9 @@ class EmbeddingStrategy(keras.layers.Layer):
         presets: dict[str, dict | ValueError] = {}
         for compression in cls.preset_compressions:
             try:
-                presets[f"{compression}x"] = cls.options_for_compression(vocab_size, dim, compression)
+                options = cls.options_for_compression(vocab_size, dim, compression, counts=counts)
+                cls.config_class.from_options(options, owner=cls.__name__, parse=False)  # names checked
+                presets[f"{compression}x"] = options
             except ValueError as error:
                 presets[f"{compression}x"] = error
         return presets
@@ -176,8 +244,7 @@ class EmbeddingStrategy(keras.layers.Layer):
 
     def layer_cost(self) -> Cost:
         """The cost formula applied to this layer's own configuration."""
-        options = {k: getattr(self, k) for k in self.options}
-        return self.cost(self.vocab_size, self.dim, **options)
+        return self.cost(self.vocab_size, self.dim, **self.config.as_dict()).stored(self.storage)
 
     # ----- index state (saved with weights, not counted as parameters) -----
     def set_index(self, name: str, array: np.ndarray) -> None:
@@ -316,7 +383,7 @@ class EmbeddingStrategy(keras.layers.Layer):
     # ----- config -----------------------------------------------------------
     def get_config(self) -> dict:
         config = super().get_config()
-        config.update(vocab_size=self.vocab_size, dim=self.dim, check_ids=self.check_ids)
+        config.update(vocab_size=self.vocab_size, dim=self.dim, check_ids=self.check_ids, storage=self.storage)
         for option in self.options:
             value = getattr(self, option)
             config[option] = list(value) if isinstance(value, tuple) else value
@@ -338,37 +405,6 @@ def compiling_with_xla() -> bool:
     return not tf.executing_eagerly() and control_flow_util.GraphOrParentsInXlaContext(
         tf.compat.v1.get_default_graph()
     )
-
-
-def gather_rows(table, rows):
-    """`table[rows]` for row indices already known to be in range.
-
-    `keras.ops.take` also maps negative indices (five more ops on TensorFlow,
-    each a dispatch per batch); ids reaching a strategy's lookup are checked,
-    so on TensorFlow this is the bare `tf.gather`.
-    """
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        return tf.gather(table, rows)
-    return ops.take(table, rows, axis=0)
-
-
-def frequency_order(counts: np.ndarray | None, vocab_size: int, layer: str) -> np.ndarray:
-    """Ids sorted by count, most frequent first (ties keep id order).
-
-    With no counts, ids are taken to be numbered by frequency already.
-    """
-    if counts is None:
-        return np.arange(vocab_size, dtype=np.int64)
-    counts = np.asarray(counts)
-    if counts.shape != (vocab_size,):
-        raise ValueError(
-            f"{layer}: `counts` must have one entry per id, shape ({vocab_size},); got {counts.shape}."
-        )
-    if (counts < 0).any():
-        raise ValueError(f"{layer}: `counts` must be >= 0; got a negative count.")
-    return np.argsort(-counts, kind="stable")
 
 
 # Up to this many bytes of tables, a fused lookup includes the gathers: XLA's

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
+from typing import ClassVar
 
 import numpy as np
 from keras import activations, ops
@@ -17,11 +19,10 @@ from membed.strategies._hashing import (
 from membed.strategies.base import (
     Cost,
     EmbeddingStrategy,
-    Option,
-    check_choice,
     check_positive,
     int_list,
 )
+from membed.strategies.config import StrategyConfig, option
 from membed.strategies.registry import register
 
 ACTIVATIONS = ("mish", "relu")
@@ -29,6 +30,39 @@ DEFAULT_NUM_HASHES = 256
 DEFAULT_HIDDEN = (256, 128)
 # Uniform[-1, 1] has variance 1/3; scaling by sqrt(3) gives the MLP unit-variance inputs.
 _ENCODING_SCALE = math.sqrt(3.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class DHEConfig(StrategyConfig):
+    """Options of `DHEEmbedding`."""
+
+    label: ClassVar[str] = "DHEEmbedding"
+
+    num_hashes: int = option(DEFAULT_NUM_HASHES, "k, hash functions in the dense code (paper: 1024)")
+    hidden: list[int] = option(list(DEFAULT_HIDDEN), "hidden layer widths, e.g. 256,128")
+    activation: str = option("mish", "the MLP's activation", choices=ACTIVATIONS)
+    seed: int = option(0, "hash seed (integer >= 0)")
+
+    def derived(self, vocab_size, dim, counts, label) -> dict:
+        """`hidden` as a list of ints (it may be given as a string like '256,128')."""
+        check_positive(label, "num_hashes", self.num_hashes)
+        hidden = self.hidden
+        if isinstance(hidden, str):
+            try:
+                hidden = int_list(hidden)
+            except ValueError:
+                raise ValueError(
+                    f"{label}: invalid `hidden`: {hidden!r}. Use comma-separated integers >= 1, e.g. '256,128'."
+                ) from None
+        if not isinstance(hidden, (list, tuple)):
+            raise ValueError(f"{label}: invalid `hidden`: {hidden!r}. It must be a list of integers >= 1.")
+        for width in hidden:
+            if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width < 1:
+                raise ValueError(
+                    f"{label}: invalid `hidden`: {list(hidden)!r}. Every width must be an integer >= 1."
+                )
+        return {"num_hashes": int(self.num_hashes), "hidden": [int(w) for w in hidden],
+                "seed": check_seed(label, self.seed)}
 
 
 @register
@@ -67,71 +101,23 @@ class DHEEmbedding(EmbeddingStrategy):
 
     strategy_name = "dhe"
     summary = "Deep Hash Embedding: k seeded hashes -> dense code -> MLP to dim; no table."
-    options = {
-        "num_hashes": Option(int, DEFAULT_NUM_HASHES, "k, hash functions in the dense code (paper: 1024)"),
-        "hidden": Option(int_list, list(DEFAULT_HIDDEN), "hidden layer widths, e.g. 256,128"),
-        "activation": Option(str, "mish", "mish | relu"),
-        "seed": Option(int, 0, "hash seed (integer >= 0)"),
-    }
+    config_class = DHEConfig
 
-    def __init__(
-        self,
-        vocab_size,
-        dim,
-        num_hashes=DEFAULT_NUM_HASHES,
-        hidden=DEFAULT_HIDDEN,
-        activation="mish",
-        seed=0,
-        **kwargs,
-    ):
+    def __init__(self, vocab_size, dim, **kwargs):
         super().__init__(vocab_size, dim, **kwargs)
-        self.num_hashes, self.hidden, self.activation = self.resolve(num_hashes, hidden, activation)
-        self.seed = check_seed(type(self).__name__, seed)
         self._hasher = HashFamily(self.seed, self.num_hashes)
-
-    @classmethod
-    def resolve(cls, num_hashes: int, hidden, activation: str) -> tuple[int, list[int], str]:
-        """(num_hashes, hidden, activation) checked; `hidden` may be a string like '256,128'."""
-        label = cls.__name__
-        check_positive(label, "num_hashes", num_hashes)
-        check_choice(label, "activation", activation, ACTIVATIONS)
-        if isinstance(hidden, str):
-            try:
-                hidden = int_list(hidden)
-            except ValueError:
-                raise ValueError(
-                    f"{label}: invalid `hidden`: {hidden!r}. Use comma-separated integers >= 1, e.g. '256,128'."
-                ) from None
-        if not isinstance(hidden, (list, tuple)):
-            raise ValueError(f"{label}: invalid `hidden`: {hidden!r}. It must be a list of integers >= 1.")
-        for width in hidden:
-            if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width < 1:
-                raise ValueError(
-                    f"{label}: invalid `hidden`: {list(hidden)!r}. Every width must be an integer >= 1."
-                )
-        return int(num_hashes), [int(w) for w in hidden], activation
 
     @staticmethod
     def widths(num_hashes: int, hidden: list[int], dim: int) -> list[int]:
         return [num_hashes, *hidden, dim]
 
     @classmethod
-    def cost(
-        cls,
-        vocab_size: int,
-        dim: int,
-        num_hashes: int = DEFAULT_NUM_HASHES,
-        hidden=DEFAULT_HIDDEN,
-        activation: str = "mish",
-        seed: int = 0,
-    ) -> Cost:
-        check_seed(cls.__name__, seed)
-        num_hashes, hidden, _ = cls.resolve(num_hashes, hidden, activation)
-        widths = cls.widths(num_hashes, hidden, dim)
+    def cost_of(cls, config: DHEConfig, vocab_size: int, dim: int) -> Cost:
+        widths = cls.widths(config.num_hashes, config.hidden, dim)
         return Cost.float32(sum(n_in * n_out + n_out for n_in, n_out in itertools.pairwise(widths)))
 
     @classmethod
-    def options_for_compression(cls, vocab_size: int, dim: int, compression: float) -> dict:
+    def options_for_compression(cls, vocab_size: int, dim: int, compression: float, counts=None) -> dict:
         check_compression("dhe", compression)
         target = vocab_size * dim / compression
 
@@ -142,7 +128,8 @@ class DHEEmbedding(EmbeddingStrategy):
             return min(DEFAULT_NUM_HASHES, 2 * width), [2 * width, width]
 
         def params(width: int) -> int:
-            return cls.cost(vocab_size, dim, *shape(width)).params
+            num_hashes, hidden = shape(width)
+            return cls.cost(vocab_size, dim, num_hashes=num_hashes, hidden=hidden).params
 
         # params(width) grows with width: bisect for the last width within budget.
         low, high = 1, 2
@@ -158,7 +145,7 @@ class DHEEmbedding(EmbeddingStrategy):
                 f"the smallest MLP (k=2, hidden 2,1) has {params(1)} parameters, the target {target:.0f}."
             )
         num_hashes, hidden = shape(width)
-        return {"num_hashes": num_hashes, "hidden": hidden, "activation": "mish", "seed": 0}
+        return DHEConfig(num_hashes=num_hashes, hidden=hidden).as_dict()
 
     def build(self, input_shape=None):
         widths = self.widths(self.num_hashes, self.hidden, self.dim)

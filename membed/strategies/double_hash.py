@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import ClassVar
 
 from keras import ops
 
@@ -16,17 +18,41 @@ from membed.strategies._hashing import (
 from membed.strategies.base import (
     Cost,
     EmbeddingStrategy,
-    Option,
     TableUniform,
-    check_choice,
     check_positive,
-    gather_rows,
-    optional_int,
 )
+from membed.strategies.config import StrategyConfig, option
 from membed.strategies.hash import MAX_DEFAULT_ROWS
 from membed.strategies.registry import register
 
 COMBINERS = ("sum", "concat")
+
+
+@dataclasses.dataclass(frozen=True)
+class DoubleHashConfig(StrategyConfig):
+    """Options of `DoubleHashEmbedding`."""
+
+    label: ClassVar[str] = "DoubleHashEmbedding"
+
+    num_rows: int | None = option(None, "rows per table (default: about 10x compression, at most 2**20)")
+    combiner: str = option("sum", "how the two rows combine", choices=COMBINERS)
+    seed: int = option(0, "hash seed (integer >= 0)")
+
+    def derived(self, vocab_size, dim, counts, label) -> dict:
+        if self.combiner == "concat" and dim < 2:
+            raise ValueError(
+                f"{label}: `combiner='concat'` splits dim between two tables; it needs dim >= 2, got {dim}."
+            )
+        num_rows = self.num_rows
+        if num_rows is None:
+            tables_of_full_width = 2 if self.combiner == "sum" else 1
+            num_rows = min(MAX_DEFAULT_ROWS, max(1, round(vocab_size / (10 * tables_of_full_width))))
+        check_positive(label, "num_rows", num_rows)
+        if num_rows > vocab_size:
+            raise ValueError(
+                f"{label}: invalid `num_rows`: {num_rows}. It must be <= vocab_size ({vocab_size})."
+            )
+        return {"num_rows": int(num_rows), "seed": check_seed(label, self.seed)}
 
 
 @register
@@ -60,53 +86,23 @@ class DoubleHashEmbedding(EmbeddingStrategy):
 
     strategy_name = "double_hash"
     summary = "Two independent hashes into two m-row tables, rows combined by sum or concat."
-    options = {
-        "num_rows": Option(optional_int, None, "rows per table (default: about 10x compression, at most 2**20)"),
-        "combiner": Option(str, "sum", "sum | concat"),
-        "seed": Option(int, 0, "hash seed (integer >= 0)"),
-    }
+    config_class = DoubleHashConfig
 
-    def __init__(self, vocab_size, dim, num_rows=None, combiner="sum", seed=0, **kwargs):
+    def __init__(self, vocab_size, dim, **kwargs):
         super().__init__(vocab_size, dim, **kwargs)
-        self.combiner = combiner
-        self.num_rows = self.resolve_rows(vocab_size, dim, num_rows, combiner)
-        self.seed = check_seed(type(self).__name__, seed)
-        self.table_dims = self.dims(dim, combiner)
+        self.table_dims = self.dims(dim, self.combiner)
         self._hasher = HashFamily(self.seed, 2)
-
-    @classmethod
-    def resolve_rows(cls, vocab_size: int, dim: int, num_rows: int | None, combiner: str) -> int:
-        """Rows per table: `num_rows` checked, or the default for `vocab_size`."""
-        label = cls.__name__
-        check_choice(label, "combiner", combiner, COMBINERS)
-        if combiner == "concat" and dim < 2:
-            raise ValueError(
-                f"{label}: `combiner='concat'` splits dim between two tables; it needs dim >= 2, got {dim}."
-            )
-        if num_rows is None:
-            tables_of_full_width = 2 if combiner == "sum" else 1
-            num_rows = min(MAX_DEFAULT_ROWS, max(1, round(vocab_size / (10 * tables_of_full_width))))
-        check_positive(label, "num_rows", num_rows)
-        if num_rows > vocab_size:
-            raise ValueError(
-                f"{label}: invalid `num_rows`: {num_rows}. It must be <= vocab_size ({vocab_size})."
-            )
-        return int(num_rows)
 
     @staticmethod
     def dims(dim: int, combiner: str) -> list[int]:
         return [dim, dim] if combiner == "sum" else [math.ceil(dim / 2), dim // 2]
 
     @classmethod
-    def cost(
-        cls, vocab_size: int, dim: int, num_rows: int | None = None, combiner: str = "sum", seed: int = 0
-    ) -> Cost:
-        check_seed(cls.__name__, seed)
-        rows = cls.resolve_rows(vocab_size, dim, num_rows, combiner)
-        return Cost.float32(rows * sum(cls.dims(dim, combiner)))
+    def cost_of(cls, config: DoubleHashConfig, vocab_size: int, dim: int) -> Cost:
+        return Cost.float32(config.num_rows * sum(cls.dims(dim, config.combiner)))
 
     @classmethod
-    def options_for_compression(cls, vocab_size: int, dim: int, compression: float) -> dict:
+    def options_for_compression(cls, vocab_size: int, dim: int, compression: float, counts=None) -> dict:
         check_compression("double_hash", compression)
         # `sum` keeps full-width rows in both tables (2 * m * dim parameters);
         # `concat` (m * dim) is the fallback that reaches twice as far.
@@ -115,21 +111,25 @@ class DoubleHashEmbedding(EmbeddingStrategy):
                 continue
 
             def params(rows: int, combiner: str = combiner) -> int:
-                return cls.cost(vocab_size, dim, rows, combiner).params
+                return cls.cost(vocab_size, dim, num_rows=rows, combiner=combiner).params
 
             ideal = vocab_size / (full_width_tables * compression)
             num_rows = nearest_size(ideal, vocab_size, dim, compression, params)
             if within_reach(vocab_size, dim, compression, params(num_rows)):
-                return {"num_rows": int(num_rows), "combiner": combiner, "seed": 0}
+                return DoubleHashConfig(num_rows=int(num_rows), combiner=combiner).as_dict()
         raise ValueError(
             f"double_hash: cannot reach {compression}x compression at vocab_size={vocab_size}, dim={dim}."
         )
+
+    @classmethod
+    def table_shapes(cls, config: DoubleHashConfig, vocab_size: int, dim: int) -> list[tuple[int, ...]]:
+        return [(config.num_rows, width) for width in cls.dims(dim, config.combiner)]
 
     def build(self, input_shape=None):
         # Summed rows keep the variance of Keras's default uniform(-0.05, 0.05) table.
         limit = 0.05 / math.sqrt(2) if self.combiner == "sum" else 0.05
         self.tables = [
-            self.add_weight(shape=(self.num_rows, width), initializer=TableUniform(limit), name=f"table_{j}")
+            self.add_table(shape=(self.num_rows, width), initializer=TableUniform(limit), name=f"table_{j}")
             for j, width in enumerate(self.table_dims)
         ]
 
@@ -148,8 +148,8 @@ class DoubleHashEmbedding(EmbeddingStrategy):
         return self._from_rows(self.rows(ids))
 
     def _from_rows(self, rows):
-        first = gather_rows(self.tables[0], rows[:, 0])
-        second = gather_rows(self.tables[1], rows[:, 1])
+        first = self.gather(self.tables[0], rows[:, 0])
+        second = self.gather(self.tables[1], rows[:, 1])
         if self.combiner == "concat":
             return ops.concatenate([first, second], axis=-1)
         return first + second

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import ClassVar
+
 import numpy as np
 from keras import ops
 
-from membed.strategies.base import Cost, EmbeddingStrategy, Option, frequency_order, optional_int_list
+from membed.strategies.base import Cost, EmbeddingStrategy, frequency_order, take_rows
+from membed.strategies.config import StrategyConfig, option
 from membed.strategies.registry import register
 
 # The example's blocks on MovieLens 1M's 3,706 movies; other sizes scale them.
@@ -20,6 +24,30 @@ def example_boundaries(vocab_size: int) -> list[int]:
 
 def example_dims(dim: int) -> list[int]:
     return [dim, max(1, dim // 2), max(1, dim // 4)]
+
+
+@dataclasses.dataclass(frozen=True)
+class ExampleMDConfig(StrategyConfig):
+    """Options of `ExampleMDEmbedding`; the counts rank the ids, they do not size the blocks."""
+
+    label: ClassVar[str] = "ExampleMDEmbedding"
+    uses_counts: ClassVar[bool] = True
+
+    boundaries: list[int] | None = option(None, "block ends (default the example's 400,1700 scaled to V)")
+    dims: list[int] | None = option(None, "block widths (default dim, dim/2, dim/4)")
+
+    def derived(self, vocab_size, dim, counts, label) -> dict:
+        boundaries = example_boundaries(vocab_size) if self.boundaries is None else [int(b) for b in self.boundaries]
+        dims = example_dims(dim) if self.dims is None else [int(d) for d in self.dims]
+        if any(b < 0 or b > vocab_size for b in boundaries) or boundaries != sorted(boundaries):
+            raise ValueError(
+                f"{label}: invalid `boundaries`: {boundaries}. They must be non-decreasing, each in 0..{vocab_size}."
+            )
+        if len(dims) != len(boundaries) + 1 or any(d < 1 or d > dim for d in dims):
+            raise ValueError(
+                f"{label}: invalid `dims`: {dims}. Give {len(boundaries) + 1} widths, each in 1..{dim}."
+            )
+        return {"boundaries": boundaries, "dims": dims}
 
 
 @register
@@ -51,34 +79,14 @@ class ExampleMDEmbedding(EmbeddingStrategy):
 
     strategy_name = "example_md"
     summary = "Reference port of the Keras example's MixedDimensionEmbedding, masked k-block lookup (benchmark peer)."
-    needs_counts = True
-    options = {
-        "boundaries": Option(optional_int_list, None, "block ends (default the example's 400,1700 scaled to V)"),
-        "dims": Option(optional_int_list, None, "block widths (default dim, dim/2, dim/4)"),
-    }
+    config_class = ExampleMDConfig
 
-    def __init__(self, vocab_size, dim, boundaries=None, dims=None, counts=None, **kwargs):
-        super().__init__(vocab_size, dim, **kwargs)
-        self.boundaries, self.dims = self.resolve(vocab_size, dim, boundaries, dims)
+    def __init__(self, vocab_size, dim, counts=None, **kwargs):
+        super().__init__(vocab_size, dim, counts=counts, **kwargs)
         order = frequency_order(counts, vocab_size, type(self).__name__)
         rank = np.empty(vocab_size, dtype=np.int32)
         rank[order] = np.arange(vocab_size, dtype=np.int32)
         self.set_index("rank", rank)
-
-    @classmethod
-    def resolve(cls, vocab_size, dim, boundaries, dims):
-        label = cls.__name__
-        boundaries = example_boundaries(vocab_size) if boundaries is None else [int(b) for b in boundaries]
-        dims = example_dims(dim) if dims is None else [int(d) for d in dims]
-        if any(b < 0 or b > vocab_size for b in boundaries) or boundaries != sorted(boundaries):
-            raise ValueError(
-                f"{label}: invalid `boundaries`: {boundaries}. They must be non-decreasing, each in 0..{vocab_size}."
-            )
-        if len(dims) != len(boundaries) + 1 or any(d < 1 or d > dim for d in dims):
-            raise ValueError(
-                f"{label}: invalid `dims`: {dims}. Give {len(boundaries) + 1} widths, each in 1..{dim}."
-            )
-        return boundaries, dims
 
     @staticmethod
     def block_sizes(boundaries, vocab_size):
@@ -86,23 +94,27 @@ class ExampleMDEmbedding(EmbeddingStrategy):
         return [end - start for start, end in zip(edges[:-1], edges[1:])]
 
     @classmethod
-    def cost(cls, vocab_size, dim, boundaries=None, dims=None) -> Cost:
-        boundaries, dims = cls.resolve(vocab_size, dim, boundaries, dims)
+    def cost_of(cls, config: ExampleMDConfig, vocab_size, dim) -> Cost:
         params = 0
-        for size, block_dim in zip(cls.block_sizes(boundaries, vocab_size), dims):
+        for size, block_dim in zip(cls.block_sizes(config.boundaries, vocab_size), config.dims):
             params += (size + 1) * block_dim
             if block_dim != dim:
                 params += block_dim * dim + dim
         return Cost.float32(params, index_bytes=4 * vocab_size)
 
     @classmethod
-    def options_for_compression(cls, vocab_size, dim, compression) -> dict:
+    def options_for_compression(cls, vocab_size, dim, compression, counts=None) -> dict:
         return {}
+
+    @classmethod
+    def table_shapes(cls, config: ExampleMDConfig, vocab_size: int, dim: int) -> list[tuple[int, ...]]:
+        sizes = cls.block_sizes(config.boundaries, vocab_size)
+        return [(size + 1, block_dim) for size, block_dim in zip(sizes, config.dims)]
 
     def build(self, input_shape=None):
         self.tables, self.kernels, self.biases = [], [], []
         for b, (size, block_dim) in enumerate(zip(self.block_sizes(self.boundaries, self.vocab_size), self.dims)):
-            self.tables.append(self.add_weight(shape=(size + 1, block_dim), initializer="uniform", name=f"block_{b}"))
+            self.tables.append(self.add_table(shape=(size + 1, block_dim), initializer="uniform", name=f"block_{b}"))
             if block_dim != self.dim:
                 self.kernels.append(self.add_weight(shape=(block_dim, self.dim), initializer="glorot_uniform",
                                                     name=f"projection_{b}_kernel"))
@@ -114,7 +126,7 @@ class ExampleMDEmbedding(EmbeddingStrategy):
 
     def _gather(self, table, rows):
         """One gather; a seam for tests that count the rows each lookup touches."""
-        return ops.take(table, rows, axis=0)
+        return self.gather(table, rows, take=take_rows)
 
     def lookup(self, ids):
         rank = ops.take(self.index("rank"), ids, axis=0)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import ClassVar
+
 import numpy as np
 from keras import ops
 
@@ -15,13 +18,12 @@ from membed.strategies._hashing import (
 from membed.strategies.base import (
     Cost,
     EmbeddingStrategy,
-    Option,
     TableUniform,
     check_positive,
     frequency_order,
     gather_rows,
-    optional_int,
 )
+from membed.strategies.config import StrategyConfig, option
 from membed.strategies.registry import register
 
 # Defaults give about 10x compression: half the rows private, half hashed.
@@ -32,6 +34,38 @@ DEFAULT_SHARED_PER_ID = 0.05
 def _id_dtype(vocab_size: int) -> np.dtype:
     # Matches the dtype `EmbeddingStrategy.call` gives ids, for searchsorted.
     return np.dtype(np.int64 if vocab_size > 2**31 - 1 else np.int32)
+
+
+@dataclasses.dataclass(frozen=True)
+class FreqHashConfig(StrategyConfig):
+    """Options of `FreqHashEmbedding`; the counts pick the top ids, not the sizes."""
+
+    label: ClassVar[str] = "FreqHashEmbedding"
+    uses_counts: ClassVar[bool] = True
+
+    top_k: int | None = option(None, "ids with a private row (default round(V/20))")
+    num_rows: int | None = option(None, "rows of the shared hashed table (default round(V/20))")
+    seed: int = option(0, "hash seed (integer >= 0)")
+
+    def derived(self, vocab_size, dim, counts, label) -> dict:
+        top_k, num_rows = self.top_k, self.num_rows
+        if top_k is None:
+            top_k = min(round(vocab_size * DEFAULT_PRIVATE_PER_ID), vocab_size - 1)
+        check_positive(label, "top_k", top_k, minimum=0)
+        if top_k >= vocab_size:
+            raise ValueError(
+                f"{label}: invalid `top_k`: {top_k}. It must be < vocab_size ({vocab_size}), "
+                "leaving at least one id to hash."
+            )
+        tail = vocab_size - top_k
+        if num_rows is None:
+            num_rows = min(max(1, round(vocab_size * DEFAULT_SHARED_PER_ID)), tail)
+        check_positive(label, "num_rows", num_rows)
+        if num_rows > tail:
+            raise ValueError(
+                f"{label}: invalid `num_rows`: {num_rows}. It must be <= vocab_size - top_k ({tail})."
+            )
+        return {"top_k": int(top_k), "num_rows": int(num_rows), "seed": check_seed(label, self.seed)}
 
 
 @register
@@ -66,17 +100,10 @@ class FreqHashEmbedding(EmbeddingStrategy):
 
     strategy_name = "freq_hash"
     summary = "Top-k most frequent ids get private rows; the rest share an m-row hashed table."
-    needs_counts = True
-    options = {
-        "top_k": Option(optional_int, None, "ids with a private row (default round(V/20))"),
-        "num_rows": Option(optional_int, None, "rows of the shared hashed table (default round(V/20))"),
-        "seed": Option(int, 0, "hash seed (integer >= 0)"),
-    }
+    config_class = FreqHashConfig
 
-    def __init__(self, vocab_size, dim, top_k=None, num_rows=None, seed=0, counts=None, **kwargs):
-        super().__init__(vocab_size, dim, **kwargs)
-        self.top_k, self.num_rows = self.resolve_sizes(vocab_size, top_k, num_rows)
-        self.seed = check_seed(type(self).__name__, seed)
+    def __init__(self, vocab_size, dim, counts=None, **kwargs):
+        super().__init__(vocab_size, dim, counts=counts, **kwargs)
         self._hasher = HashFamily(self.seed, 1)
         if self.top_k:
             if counts is None:
@@ -86,37 +113,12 @@ class FreqHashEmbedding(EmbeddingStrategy):
             self.set_index("top_ids", np.sort(top_ids).astype(_id_dtype(vocab_size)))
 
     @classmethod
-    def resolve_sizes(cls, vocab_size: int, top_k: int | None, num_rows: int | None) -> tuple[int, int]:
-        """(top_k, num_rows) checked, or their defaults for `vocab_size`."""
-        label = cls.__name__
-        if top_k is None:
-            top_k = min(round(vocab_size * DEFAULT_PRIVATE_PER_ID), vocab_size - 1)
-        check_positive(label, "top_k", top_k, minimum=0)
-        if top_k >= vocab_size:
-            raise ValueError(
-                f"{label}: invalid `top_k`: {top_k}. It must be < vocab_size ({vocab_size}), "
-                "leaving at least one id to hash."
-            )
-        tail = vocab_size - top_k
-        if num_rows is None:
-            num_rows = min(max(1, round(vocab_size * DEFAULT_SHARED_PER_ID)), tail)
-        check_positive(label, "num_rows", num_rows)
-        if num_rows > tail:
-            raise ValueError(
-                f"{label}: invalid `num_rows`: {num_rows}. It must be <= vocab_size - top_k ({tail})."
-            )
-        return int(top_k), int(num_rows)
+    def cost_of(cls, config: FreqHashConfig, vocab_size: int, dim: int) -> Cost:
+        index_bytes = config.top_k * _id_dtype(vocab_size).itemsize
+        return Cost.float32((config.top_k + config.num_rows) * dim, index_bytes=index_bytes)
 
     @classmethod
-    def cost(
-        cls, vocab_size: int, dim: int, top_k: int | None = None, num_rows: int | None = None, seed: int = 0
-    ) -> Cost:
-        check_seed(cls.__name__, seed)
-        top_k, num_rows = cls.resolve_sizes(vocab_size, top_k, num_rows)
-        return Cost.float32((top_k + num_rows) * dim, index_bytes=top_k * _id_dtype(vocab_size).itemsize)
-
-    @classmethod
-    def options_for_compression(cls, vocab_size: int, dim: int, compression: float) -> dict:
+    def options_for_compression(cls, vocab_size: int, dim: int, compression: float, counts=None) -> dict:
         check_compression("freq_hash", compression)
         # (top_k + num_rows) rows in all; split them evenly, as the default does.
         total_rows = nearest_size(
@@ -129,14 +131,18 @@ class FreqHashEmbedding(EmbeddingStrategy):
             )
         top_k = min(total_rows // 2, vocab_size - 1)
         num_rows = min(total_rows - top_k, vocab_size - top_k)
-        return {"top_k": int(top_k), "num_rows": int(num_rows), "seed": 0}
+        return FreqHashConfig(top_k=int(top_k), num_rows=int(num_rows)).as_dict()
+
+    @classmethod
+    def table_shapes(cls, config: FreqHashConfig, vocab_size: int, dim: int) -> list[tuple[int, ...]]:
+        return [(config.num_rows, dim)] + ([(config.top_k, dim)] if config.top_k else [])
 
     def build(self, input_shape=None):
-        self.shared = self.add_weight(
+        self.shared = self.add_table(
             shape=(self.num_rows, self.dim), initializer=TableUniform(0.05), name="shared"
         )
         if self.top_k:
-            self.private = self.add_weight(
+            self.private = self.add_table(
                 shape=(self.top_k, self.dim), initializer=TableUniform(0.05), name="private"
             )
 
@@ -156,9 +162,9 @@ class FreqHashEmbedding(EmbeddingStrategy):
         return ops.where(is_top, ops.cast(positions, "int64"), hashed)
 
     def lookup(self, ids):
-        vectors = gather_rows(self.shared, self._hasher.buckets(ids, self.num_rows)[:, 0])
+        vectors = self.gather(self.shared, self._hasher.buckets(ids, self.num_rows)[:, 0])
         if not self.top_k:
             return vectors
         positions, is_top = self._private_positions(ids)
-        private = gather_rows(self.private, positions)
+        private = self.gather(self.private, positions)
         return ops.where(ops.expand_dims(is_top, -1), private, vectors)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from membed.strategies.base import Cost, EmbeddingStrategy, TableUniform, gather_rows
+from membed.strategies.base import Cost, EmbeddingStrategy, TableUniform
 from membed.strategies.registry import register
 
 
@@ -20,13 +20,17 @@ class FullEmbedding(EmbeddingStrategy):
     summary = "Plain table, one row of `dim` floats per id (the baseline)."
 
     @classmethod
-    def cost(cls, vocab_size: int, dim: int) -> Cost:
+    def cost_of(cls, config, vocab_size: int, dim: int) -> Cost:
         return Cost.float32(vocab_size * dim)
 
+    @classmethod
+    def table_shapes(cls, config, vocab_size: int, dim: int) -> list[tuple[int, ...]]:
+        return [(vocab_size, dim)]
+
     def build(self, input_shape=None):
-        self.embeddings = self.add_weight(
+        self.embeddings = self.add_table(
             shape=(self.vocab_size, self.dim), initializer=TableUniform(0.05), name="embeddings"
         )
 
     def lookup(self, ids):
-        return gather_rows(self.embeddings, ids)
+        return self.gather(self.embeddings, ids)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import ClassVar
+
 from membed.strategies._hashing import (
     HashFamily,
     check_compression,
@@ -12,18 +15,37 @@ from membed.strategies._hashing import (
 from membed.strategies.base import (
     Cost,
     EmbeddingStrategy,
-    Option,
     TableUniform,
     check_positive,
-    gather_rows,
-    optional_int,
 )
+from membed.strategies.config import StrategyConfig, option
 from membed.strategies.registry import register
 
 # The default table has about a tenth of the ids' rows (10x compression), but
 # no more than 2**20 rows: at 1e8 ids a V/10 table would be 2.5 GB at dim 64.
 DEFAULT_ROWS_PER_ID = 0.1
 MAX_DEFAULT_ROWS = 2**20
+
+
+@dataclasses.dataclass(frozen=True)
+class HashConfig(StrategyConfig):
+    """Options of `HashEmbedding`."""
+
+    label: ClassVar[str] = "HashEmbedding"
+
+    num_rows: int | None = option(None, "rows of the shared table (default round(V/10), at most 2**20)")
+    seed: int = option(0, "hash seed (integer >= 0)")
+
+    def derived(self, vocab_size, dim, counts, label) -> dict:
+        num_rows = self.num_rows
+        if num_rows is None:
+            num_rows = min(MAX_DEFAULT_ROWS, max(1, round(vocab_size * DEFAULT_ROWS_PER_ID)))
+        check_positive(label, "num_rows", num_rows)
+        if num_rows > vocab_size:
+            raise ValueError(
+                f"{label}: invalid `num_rows`: {num_rows}. It must be <= vocab_size ({vocab_size})."
+            )
+        return {"num_rows": int(num_rows), "seed": check_seed(label, self.seed)}
 
 
 @register
@@ -53,37 +75,18 @@ class HashEmbedding(EmbeddingStrategy):
 
     strategy_name = "hash"
     summary = "Hashing trick: each id reads row h(id) mod num_rows of one shared table."
-    options = {
-        "num_rows": Option(optional_int, None, "rows of the shared table (default round(V/10), at most 2**20)"),
-        "seed": Option(int, 0, "hash seed (integer >= 0)"),
-    }
+    config_class = HashConfig
 
-    def __init__(self, vocab_size, dim, num_rows=None, seed=0, **kwargs):
+    def __init__(self, vocab_size, dim, **kwargs):
         super().__init__(vocab_size, dim, **kwargs)
-        self.num_rows = self.resolve_rows(vocab_size, num_rows)
-        self.seed = check_seed(type(self).__name__, seed)
         self._hasher = HashFamily(self.seed, 1)
 
     @classmethod
-    def resolve_rows(cls, vocab_size: int, num_rows: int | None) -> int:
-        """The table's row count: `num_rows` checked, or the default for `vocab_size`."""
-        label = cls.__name__
-        if num_rows is None:
-            num_rows = min(MAX_DEFAULT_ROWS, max(1, round(vocab_size * DEFAULT_ROWS_PER_ID)))
-        check_positive(label, "num_rows", num_rows)
-        if num_rows > vocab_size:
-            raise ValueError(
-                f"{label}: invalid `num_rows`: {num_rows}. It must be <= vocab_size ({vocab_size})."
-            )
-        return int(num_rows)
+    def cost_of(cls, config: HashConfig, vocab_size: int, dim: int) -> Cost:
+        return Cost.float32(config.num_rows * dim)
 
     @classmethod
-    def cost(cls, vocab_size: int, dim: int, num_rows: int | None = None, seed: int = 0) -> Cost:
-        check_seed(cls.__name__, seed)
-        return Cost.float32(cls.resolve_rows(vocab_size, num_rows) * dim)
-
-    @classmethod
-    def options_for_compression(cls, vocab_size: int, dim: int, compression: float) -> dict:
+    def options_for_compression(cls, vocab_size: int, dim: int, compression: float, counts=None) -> dict:
         # Parameters are num_rows * dim, so the ratio is vocab_size / num_rows.
         check_compression("hash", compression)
         num_rows = nearest_size(
@@ -94,10 +97,14 @@ class HashEmbedding(EmbeddingStrategy):
                 f"hash: cannot reach {compression}x compression at vocab_size={vocab_size}: "
                 f"the nearest table, {num_rows} rows, gives {vocab_size / num_rows:.3g}x."
             )
-        return {"num_rows": int(num_rows), "seed": 0}
+        return HashConfig(num_rows=int(num_rows)).as_dict()
+
+    @classmethod
+    def table_shapes(cls, config: HashConfig, vocab_size: int, dim: int) -> list[tuple[int, ...]]:
+        return [(config.num_rows, dim)]
 
     def build(self, input_shape=None):
-        self.embeddings = self.add_weight(
+        self.embeddings = self.add_table(
             shape=(self.num_rows, self.dim), initializer=TableUniform(0.05), name="embeddings"
         )
 
@@ -110,7 +117,7 @@ class HashEmbedding(EmbeddingStrategy):
         # only from a small table.
         if self.small_tables(self.embeddings):
             return self.fused(self._gathered, ids)
-        return gather_rows(self.embeddings, self.fused(self.rows, ids))
+        return self.gather(self.embeddings, self.fused(self.rows, ids))
 
     def _gathered(self, ids):
-        return gather_rows(self.embeddings, self.rows(ids))
+        return self.gather(self.embeddings, self.rows(ids))

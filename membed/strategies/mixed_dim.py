@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import ClassVar
 
 import keras
 import numpy as np
@@ -11,25 +13,12 @@ from keras import ops
 from membed.strategies.base import (
     Cost,
     EmbeddingStrategy,
-    Option,
     compiling_with_xla,
     frequency_order,
     gather_rows,
-    optional_int,
-    optional_int_list,
 )
+from membed.strategies.config import StrategyConfig, check_counts, option
 from membed.strategies.registry import register
-
-
-def parse_bool(text) -> bool:
-    if isinstance(text, bool):
-        return text
-    value = str(text).strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"expected true or false, got {text!r}")
 
 
 def geometric_boundaries(vocab_size: int, num_blocks: int) -> list[int]:
@@ -91,6 +80,77 @@ def md_params(boundaries: list[int], dims: list[int], vocab_size: int, dim: int,
     return total
 
 
+@dataclasses.dataclass(frozen=True)
+class MixedDimConfig(StrategyConfig):
+    """Options of `MixedDimEmbedding`; `resolve` fixes the blocks and their widths."""
+
+    label: ClassVar[str] = "MixedDimEmbedding"
+    uses_counts: ClassVar[bool] = True
+
+    boundaries: list[int] | None = option(None, "block ends in frequency rank, e.g. 400,1700")
+    dims: list[int] | None = option(None, "block widths, e.g. 64,32,16")
+    num_blocks: int = option(4, "number of geometric blocks when boundaries are not given")
+    alpha: float = option(0.3, "power-law temperature in [0, 1]")
+    round_pow2: bool = option(False, "round derived dims to powers of 2")
+    budget: int | None = option(None, "parameter budget; solves alpha")
+    projection_bias: bool = option(False, "give projections a bias (the Keras example's Dense does)")
+
+    def derived(self, vocab_size, dim, counts, label) -> dict:
+        """Explicit `boundaries` and `dims`: given, or derived from the counts, `alpha` or `budget`."""
+        if not 0.0 <= float(self.alpha) <= 1.0:
+            raise ValueError(f"{label}: invalid `alpha`: {self.alpha!r}. It must be in [0, 1].")
+        boundaries = self.boundaries
+        if boundaries is None:
+            if not isinstance(self.num_blocks, int) or self.num_blocks < 1:
+                raise ValueError(
+                    f"{label}: invalid `num_blocks`: {self.num_blocks!r}. It must be an integer >= 1."
+                )
+            boundaries = geometric_boundaries(vocab_size, self.num_blocks)
+        boundaries = [int(b) for b in boundaries]
+        if any(b <= 0 or b >= vocab_size for b in boundaries) or boundaries != sorted(set(boundaries)):
+            raise ValueError(
+                f"{label}: invalid `boundaries`: {boundaries}. They must be strictly increasing, "
+                f"each in 1..{vocab_size - 1}."
+            )
+        resolved = {"boundaries": boundaries, "projection_bias": bool(self.projection_bias)}
+        if self.dims is not None:
+            dims = [int(d) for d in self.dims]
+            if len(dims) != len(boundaries) + 1:
+                raise ValueError(
+                    f"{label}: `dims` has {len(dims)} values; {len(boundaries) + 1} blocks need "
+                    f"{len(boundaries) + 1} (one per block)."
+                )
+            if any(d < 1 or d > dim for d in dims):
+                raise ValueError(f"{label}: invalid `dims`: {dims}. Each must be in 1..{dim}.")
+            return {**resolved, "dims": dims}
+        # Block frequencies from the counts in rank order (most frequent first).
+        sorted_counts = None if counts is None else np.sort(check_counts(counts, vocab_size, label))[::-1]
+        frequencies = block_frequencies(boundaries, vocab_size, sorted_counts)
+        if self.budget is None:
+            return {**resolved, "dims": power_law_dims(frequencies, dim, float(self.alpha), self.round_pow2)}
+        return {**resolved, "dims": self._solve_budget(vocab_size, dim, boundaries, frequencies, label)}
+
+    def _solve_budget(self, vocab_size, dim, boundaries, frequencies, label) -> list[int]:
+        """Smallest alpha (widest rows) whose parameter count fits `budget`."""
+
+        def params(a):
+            dims = power_law_dims(frequencies, dim, a, self.round_pow2)
+            return md_params(boundaries, dims, vocab_size, dim, self.projection_bias)
+
+        if params(0.0) <= self.budget:
+            return power_law_dims(frequencies, dim, 0.0, self.round_pow2)
+        if params(1.0) > self.budget:
+            raise ValueError(
+                f"{label}: `budget` {self.budget} is below the smallest mixed-dim size for these "
+                f"blocks ({params(1.0)} parameters at alpha=1); raise the budget or use more blocks."
+            )
+        low, high = 0.0, 1.0
+        for _ in range(50):
+            mid = (low + high) / 2
+            low, high = (low, mid) if params(mid) <= self.budget else (mid, high)
+        return power_law_dims(frequencies, dim, high, self.round_pow2)
+
+
 @register
 class MixedDimEmbedding(EmbeddingStrategy):
     """Mixed-dimension (MD) embedding: blocks of ids by frequency, narrower rows for rarer blocks.
@@ -129,31 +189,11 @@ class MixedDimEmbedding(EmbeddingStrategy):
 
     strategy_name = "mixed_dim"
     summary = "Frequency blocks with power-law dims (Ginart et al.), each id looked up in its own block only."
-    needs_counts = True
-    options = {
-        "boundaries": Option(optional_int_list, None, "block ends in frequency rank, e.g. 400,1700"),
-        "dims": Option(optional_int_list, None, "block widths, e.g. 64,32,16"),
-        "num_blocks": Option(int, 4, "number of geometric blocks when boundaries are not given"),
-        "alpha": Option(float, 0.3, "power-law temperature in [0, 1]"),
-        "round_pow2": Option(parse_bool, False, "round derived dims to powers of 2"),
-        "budget": Option(optional_int, None, "parameter budget; solves alpha"),
-        "projection_bias": Option(parse_bool, False, "give projections a bias (the Keras example's Dense does)"),
-    }
+    config_class = MixedDimConfig
 
-    def __init__(self, vocab_size, dim, boundaries=None, dims=None, num_blocks=4, alpha=0.3,
-                 round_pow2=False, budget=None, projection_bias=False, counts=None, **kwargs):
-        super().__init__(vocab_size, dim, **kwargs)
+    def __init__(self, vocab_size, dim, counts=None, **kwargs):
+        super().__init__(vocab_size, dim, counts=counts, **kwargs)
         order = frequency_order(counts, vocab_size, type(self).__name__)
-        sorted_counts = None if counts is None else np.asarray(counts)[order]
-        self.num_blocks = num_blocks
-        self.alpha = alpha
-        self.round_pow2 = round_pow2
-        self.budget = budget
-        self.projection_bias = bool(projection_bias)
-        self.boundaries, self.dims = self.resolve(
-            vocab_size, dim, boundaries, dims, num_blocks, alpha, round_pow2, budget, sorted_counts,
-            projection_bias,
-        )
         edges = [0, *self.boundaries, vocab_size]
         self.block_rows = [end - start for start, end in zip(edges[:-1], edges[1:])]
         # One packed slot per id, `row_in_block * num_blocks + block`, so a lookup
@@ -165,72 +205,11 @@ class MixedDimEmbedding(EmbeddingStrategy):
         self.set_index("slot", slot.astype(np.int32 if slot.max(initial=0) < 2**31 else np.int64))
 
     @classmethod
-    def resolve(cls, vocab_size, dim, boundaries, dims, num_blocks, alpha, round_pow2, budget,
-                sorted_counts=None, projection_bias=False) -> tuple[list[int], list[int]]:
-        """Validates the options and returns explicit (boundaries, dims)."""
-        label = cls.__name__
-        if not 0.0 <= float(alpha) <= 1.0:
-            raise ValueError(f"{label}: invalid `alpha`: {alpha!r}. It must be in [0, 1].")
-        if boundaries is None:
-            if not isinstance(num_blocks, int) or num_blocks < 1:
-                raise ValueError(f"{label}: invalid `num_blocks`: {num_blocks!r}. It must be an integer >= 1.")
-            boundaries = geometric_boundaries(vocab_size, num_blocks)
-        boundaries = [int(b) for b in boundaries]
-        if any(b <= 0 or b >= vocab_size for b in boundaries) or boundaries != sorted(set(boundaries)):
-            raise ValueError(
-                f"{label}: invalid `boundaries`: {boundaries}. They must be strictly increasing, "
-                f"each in 1..{vocab_size - 1}."
-            )
-        if dims is not None:
-            dims = [int(d) for d in dims]
-            if len(dims) != len(boundaries) + 1:
-                raise ValueError(
-                    f"{label}: `dims` has {len(dims)} values; {len(boundaries) + 1} blocks need "
-                    f"{len(boundaries) + 1} (one per block)."
-                )
-            if any(d < 1 or d > dim for d in dims):
-                raise ValueError(f"{label}: invalid `dims`: {dims}. Each must be in 1..{dim}.")
-            return boundaries, dims
-        frequencies = block_frequencies(boundaries, vocab_size, sorted_counts)
-        if budget is None:
-            return boundaries, power_law_dims(frequencies, dim, float(alpha), round_pow2)
-        return boundaries, cls._solve_budget(vocab_size, dim, boundaries, frequencies, round_pow2, budget,
-                                             projection_bias)
-
-    @classmethod
-    def _solve_budget(cls, vocab_size, dim, boundaries, frequencies, round_pow2, budget,
-                      projection_bias=False) -> list[int]:
-        """Smallest alpha (widest rows) whose parameter count fits `budget`."""
-
-        def params(a):
-            dims = power_law_dims(frequencies, dim, a, round_pow2)
-            return md_params(boundaries, dims, vocab_size, dim, projection_bias)
-
-        if params(0.0) <= budget:
-            return power_law_dims(frequencies, dim, 0.0, round_pow2)
-        if params(1.0) > budget:
-            smallest = params(1.0)
-            raise ValueError(
-                f"{cls.__name__}: `budget` {budget} is below the smallest mixed-dim size for these "
-                f"blocks ({smallest} parameters at alpha=1); raise the budget or use more blocks."
-            )
-        low, high = 0.0, 1.0
-        for _ in range(50):
-            mid = (low + high) / 2
-            low, high = (low, mid) if params(mid) <= budget else (mid, high)
-        return power_law_dims(frequencies, dim, high, round_pow2)
-
-    @classmethod
-    def cost(cls, vocab_size, dim, boundaries=None, dims=None, num_blocks=4, alpha=0.3,
-             round_pow2=False, budget=None, projection_bias=False, counts=None) -> Cost:
-        sorted_counts = None if counts is None else np.sort(np.asarray(counts))[::-1]
-        boundaries, dims = cls.resolve(
-            vocab_size, dim, boundaries, dims, num_blocks, alpha, round_pow2, budget, sorted_counts,
-            projection_bias,
-        )
-        slots = vocab_size * (len(boundaries) + 1)  # largest packed slot + 1, at most
+    def cost_of(cls, config: MixedDimConfig, vocab_size, dim) -> Cost:
+        slots = vocab_size * (len(config.boundaries) + 1)  # largest packed slot + 1, at most
         index_bytes = (4 if slots <= 2**31 else 8) * vocab_size
-        return Cost.float32(md_params(boundaries, dims, vocab_size, dim, projection_bias), index_bytes=index_bytes)
+        params = md_params(config.boundaries, config.dims, vocab_size, dim, config.projection_bias)
+        return Cost.float32(params, index_bytes=index_bytes)
 
     @classmethod
     def options_for_compression(cls, vocab_size, dim, compression, counts=None) -> dict:
@@ -247,19 +226,14 @@ class MixedDimEmbedding(EmbeddingStrategy):
         raise ValueError(f"mixed_dim: cannot reach {compression}x compression at vocab_size={vocab_size}.")
 
     @classmethod
-    def accuracy_presets(cls, vocab_size, dim, counts=None) -> dict:
-        presets = {}
-        for compression in cls.preset_compressions:
-            try:
-                presets[f"{compression}x"] = cls.options_for_compression(vocab_size, dim, compression, counts)
-            except ValueError as error:
-                presets[f"{compression}x"] = error
-        return presets
+    def table_shapes(cls, config: MixedDimConfig, vocab_size: int, dim: int) -> list[tuple[int, ...]]:
+        edges = [0, *config.boundaries, vocab_size]
+        return [(end - start, block_dim) for start, end, block_dim in zip(edges[:-1], edges[1:], config.dims)]
 
     def build(self, input_shape=None):
         self.tables, self.projections, self.biases = [], [], []
         for b, (rows, block_dim) in enumerate(zip(self.block_rows, self.dims)):
-            self.tables.append(self.add_weight(shape=(rows, block_dim), initializer="uniform", name=f"block_{b}"))
+            self.tables.append(self.add_table(shape=(rows, block_dim), initializer="uniform", name=f"block_{b}"))
             projected = block_dim < self.dim
             self.projections.append(
                 self.add_weight(shape=(block_dim, self.dim), initializer="glorot_uniform", name=f"projection_{b}")
@@ -278,7 +252,7 @@ class MixedDimEmbedding(EmbeddingStrategy):
 
     def _gather(self, table, rows):
         """One gather; a seam for tests that count the rows each lookup touches."""
-        return gather_rows(table, rows)
+        return self.gather(table, rows)
 
     def _block_vectors(self, b, local):
         vectors = self._gather(self.tables[b], local)

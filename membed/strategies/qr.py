@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import ClassVar
 
 from keras import ops
 
 from membed.strategies.base import (
     Cost,
     EmbeddingStrategy,
-    Option,
     TableUniform,
-    check_choice,
     check_positive,
-    gather_rows,
-    optional_int,
 )
+from membed.strategies.config import StrategyConfig, option
 from membed.strategies.registry import register
 
 COMBINERS = ("mult", "add", "concat")
@@ -24,6 +23,33 @@ COMBINERS = ("mult", "add", "concat")
 def _split_dim(dim: int, parts: int) -> list[int]:
     base, extra = divmod(dim, parts)
     return [base + (1 if j < extra else 0) for j in range(parts)]
+
+
+@dataclasses.dataclass(frozen=True)
+class QRConfig(StrategyConfig):
+    """Options of `QREmbedding`."""
+
+    label: ClassVar[str] = "QREmbedding"
+
+    num_buckets: int | None = option(None, "rows per table (default ceil(V**(1/partitions)))")
+    combiner: str = option("mult", "how the tables' rows combine", choices=COMBINERS)
+    partitions: int = option(2, "number of complementary partitions k >= 2")
+
+    def derived(self, vocab_size, dim, counts, label) -> dict:
+        check_positive(label, "partitions", self.partitions, minimum=2)
+        if self.combiner == "concat" and self.partitions > dim:
+            raise ValueError(
+                f"{label}: `combiner='concat'` needs partitions <= dim; got {self.partitions} > {dim}."
+            )
+        num_buckets = self.num_buckets
+        if num_buckets is None:
+            num_buckets = max(1, math.ceil(vocab_size ** (1.0 / self.partitions) - 1e-9))
+        check_positive(label, "num_buckets", num_buckets)
+        if num_buckets > vocab_size:
+            raise ValueError(
+                f"{label}: invalid `num_buckets`: {num_buckets}. It must be <= vocab_size ({vocab_size})."
+            )
+        return {"num_buckets": int(num_buckets)}
 
 
 @register
@@ -55,35 +81,12 @@ class QREmbedding(EmbeddingStrategy):
 
     strategy_name = "qr"
     summary = "Quotient-remainder / k complementary partitions, tables combined by mult, add or concat."
-    options = {
-        "num_buckets": Option(optional_int, None, "rows per table (default ceil(V**(1/partitions)))"),
-        "combiner": Option(str, "mult", "mult | add | concat"),
-        "partitions": Option(int, 2, "number of complementary partitions k >= 2"),
-    }
+    config_class = QRConfig
 
-    def __init__(self, vocab_size, dim, num_buckets=None, combiner="mult", partitions=2, **kwargs):
+    def __init__(self, vocab_size, dim, **kwargs):
         super().__init__(vocab_size, dim, **kwargs)
-        self.combiner = combiner
-        self.partitions = partitions
-        self.num_buckets = self.resolve_buckets(vocab_size, dim, num_buckets, combiner, partitions)
-        self.table_rows = self.rows(vocab_size, self.num_buckets, partitions)
-        self.table_dims = self.dims(dim, combiner, partitions)
-
-    @classmethod
-    def resolve_buckets(cls, vocab_size, dim, num_buckets, combiner, partitions) -> int:
-        label = cls.__name__
-        check_choice(label, "combiner", combiner, COMBINERS)
-        check_positive(label, "partitions", partitions, minimum=2)
-        if combiner == "concat" and partitions > dim:
-            raise ValueError(f"{label}: `combiner='concat'` needs partitions <= dim; got {partitions} > {dim}.")
-        if num_buckets is None:
-            num_buckets = max(1, math.ceil(vocab_size ** (1.0 / partitions) - 1e-9))
-        check_positive(label, "num_buckets", num_buckets)
-        if num_buckets > vocab_size:
-            raise ValueError(
-                f"{label}: invalid `num_buckets`: {num_buckets}. It must be <= vocab_size ({vocab_size})."
-            )
-        return int(num_buckets)
+        self.table_rows = self.rows(vocab_size, self.num_buckets, self.partitions)
+        self.table_dims = self.dims(dim, self.combiner, self.partitions)
 
     @staticmethod
     def rows(vocab_size: int, num_buckets: int, partitions: int) -> list[int]:
@@ -95,32 +98,45 @@ class QREmbedding(EmbeddingStrategy):
         return _split_dim(dim, partitions) if combiner == "concat" else [dim] * partitions
 
     @classmethod
-    def cost(cls, vocab_size, dim, num_buckets=None, combiner="mult", partitions=2) -> Cost:
-        buckets = cls.resolve_buckets(vocab_size, dim, num_buckets, combiner, partitions)
-        rows = cls.rows(vocab_size, buckets, partitions)
-        return Cost.float32(sum(r * d for r, d in zip(rows, cls.dims(dim, combiner, partitions))))
+    def cost_of(cls, config: QRConfig, vocab_size, dim) -> Cost:
+        rows = cls.rows(vocab_size, config.num_buckets, config.partitions)
+        dims = cls.dims(dim, config.combiner, config.partitions)
+        return Cost.float32(sum(r * d for r, d in zip(rows, dims)))
 
     @classmethod
-    def options_for_compression(cls, vocab_size, dim, compression) -> dict:
+    def options_for_compression(cls, vocab_size, dim, compression, counts=None) -> dict:
         # Two partitions reach about sqrt(V)/2 x; more partitions go further.
         for partitions in (2, 3, 4):
+
+            def ratio(buckets: int, partitions: int = partitions) -> float:
+                return vocab_size * dim / cls.cost(vocab_size, dim, num_buckets=buckets, partitions=partitions).params
+
             buckets = max(1, math.ceil(vocab_size ** (1.0 / partitions) - 1e-9))
-            if vocab_size * dim / cls.cost(vocab_size, dim, buckets, "mult", partitions).params >= compression:
-                # Fewest partitions that reach the target, with the largest buckets that still do.
-                while buckets < vocab_size:
-                    larger = cls.cost(vocab_size, dim, buckets + 1, "mult", partitions).params
-                    if vocab_size * dim / larger < compression:
-                        break
-                    buckets += 1
-                return {"num_buckets": buckets, "combiner": "mult", "partitions": partitions}
+            if ratio(buckets) >= compression:
+                # Fewest partitions that reach the target, with the largest buckets that still do:
+                # past its starting point the ratio falls as buckets grow, so bisect (a step at a
+                # time took minutes at V = 1e9).
+                low, high = buckets, vocab_size
+                if ratio(high) >= compression:
+                    low = high
+                while high - low > 1:
+                    middle = (low + high) // 2
+                    low, high = (middle, high) if ratio(middle) >= compression else (low, middle)
+                buckets = low
+                return QRConfig(num_buckets=buckets, partitions=partitions).as_dict()
         raise ValueError(f"qr: cannot reach {compression}x compression at vocab_size={vocab_size}.")
+
+    @classmethod
+    def table_shapes(cls, config: QRConfig, vocab_size: int, dim: int) -> list[tuple[int, ...]]:
+        rows = cls.rows(vocab_size, config.num_buckets, config.partitions)
+        return list(zip(rows, cls.dims(dim, config.combiner, config.partitions)))
 
     def build(self, input_shape=None):
         self.tables = [
             # Keras's default table init, as the example's QR tables have. (Matching the
             # combined rows' variance to a plain table instead trained slower: ml-100k
             # val MSE after one epoch 1.63 against 1.16 for full tables.)
-            self.add_weight(shape=(rows, dim), initializer=TableUniform(0.05), name=f"partition_{j}")
+            self.add_table(shape=(rows, dim), initializer=TableUniform(0.05), name=f"partition_{j}")
             for j, (rows, dim) in enumerate(zip(self.table_rows, self.table_dims))
         ]
 
@@ -140,7 +156,7 @@ class QREmbedding(EmbeddingStrategy):
                 rest = ops.floor_divide(rest, self.num_buckets)
             else:
                 digit = rest
-            vectors.append(gather_rows(table, digit))
+            vectors.append(self.gather(table, digit))
         if self.combiner == "concat":
             return ops.concatenate(vectors, axis=-1)
         combined = vectors[0]

@@ -38,26 +38,18 @@ def get(name: str) -> type[EmbeddingStrategy]:
 
 
 def resolve_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
-    """Fills defaults and parses string values; rejects unknown option names."""
-    cls = get(name)
-    unknown = sorted(set(options) - set(cls.options))
-    if unknown:
-        valid = ", ".join(cls.options) or "(none)"
-        raise ValueError(f"Unknown option {unknown[0]!r} for strategy {name!r}. Valid options: {valid}.")
-    resolved = {}
-    for key, option in cls.options.items():
-        value = options.get(key, option.default)
-        if isinstance(value, str):
-            try:
-                value = option.parse(value)
-            except ValueError as err:
-                raise ValueError(f"Option {key!r} of strategy {name!r}: cannot parse {value!r} ({err}).") from None
-        resolved[key] = value
-    return resolved
+    """Fills defaults and parses string values; rejects unknown option names.
+
+    Defaults, parsers and names all come from the strategy's `config_class`;
+    the values are not yet checked against a table (`StrategyConfig.resolve` does that).
+    """
+    config = get(name).config_class.from_options(options, owner=f"strategy {name!r}")
+    return config.as_dict()
 
 
-def cost(name: str, vocab_size: int, dim: int, **options):
-    return get(name).cost(vocab_size, dim, **resolve_options(name, options))
+def cost(name: str, vocab_size: int, dim: int, counts: np.ndarray | None = None, **options):
+    """Strategy `name`'s cost with these options (strings parsed, as `build` takes them)."""
+    return get(name).cost(vocab_size, dim, counts=counts, **resolve_options(name, options))
 
 
 def build(
@@ -68,12 +60,9 @@ def build(
     layer_name: str | None = None,
     **options,
 ) -> EmbeddingStrategy:
-    """Constructs and builds strategy `name`; `counts` (per-id counts) go to strategies that use them."""
+    """Constructs and builds strategy `name`; `counts` (per-id counts) go to every strategy, used where needed."""
     cls = get(name)
-    kwargs = resolve_options(name, options)
-    if cls.needs_counts:
-        kwargs["counts"] = counts
-    layer = cls(vocab_size=vocab_size, dim=dim, name=layer_name, **kwargs)
+    layer = cls(vocab_size=vocab_size, dim=dim, name=layer_name, counts=counts, **resolve_options(name, options))
     layer.build((None,))
     return layer
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import ClassVar
 
 import numpy as np
 from keras import ops
@@ -17,12 +19,10 @@ from membed.strategies._hashing import (
 from membed.strategies.base import (
     Cost,
     EmbeddingStrategy,
-    Option,
     TableUniform,
     check_positive,
-    gather_rows,
-    optional_int,
 )
+from membed.strategies.config import StrategyConfig, option
 from membed.strategies.registry import register
 
 # The default array holds a hundredth of a full table's values (100x).
@@ -31,6 +31,33 @@ DEFAULT_COMPRESSION = 100
 # that is about 380x, and the memory stays put as V grows.
 MAX_DEFAULT_SIZE = 2**24
 DEFAULT_MAX_BLOCK = 32
+
+
+@dataclasses.dataclass(frozen=True)
+class ROBEConfig(StrategyConfig):
+    """Options of `ROBEEmbedding`."""
+
+    label: ClassVar[str] = "ROBEEmbedding"
+
+    size: int | None = option(None, "length of the shared array (default V*dim/100, at most 2**24)")
+    block_size: int | None = option(None, "Z, consecutive values per hash, 1..dim (default min(dim, 32))")
+    seed: int = option(0, "hash seed (integer >= 0)")
+
+    def derived(self, vocab_size, dim, counts, label) -> dict:
+        size, block_size = self.size, self.block_size
+        if block_size is None:
+            block_size = min(dim, DEFAULT_MAX_BLOCK)
+        check_positive(label, "block_size", block_size)
+        if block_size > dim:
+            raise ValueError(f"{label}: invalid `block_size`: {block_size}. It must be <= dim ({dim}).")
+        if size is None:
+            size = max(block_size, min(MAX_DEFAULT_SIZE, math.ceil(vocab_size * dim / DEFAULT_COMPRESSION)))
+        check_positive(label, "size", size)
+        if size > vocab_size * dim:
+            raise ValueError(
+                f"{label}: invalid `size`: {size}. It must be <= vocab_size * dim ({vocab_size * dim})."
+            )
+        return {"size": int(size), "block_size": int(block_size), "seed": check_seed(label, self.seed)}
 
 
 @register
@@ -64,62 +91,35 @@ class ROBEEmbedding(EmbeddingStrategy):
 
     strategy_name = "robe"
     summary = "ROBE-Z: each id reads hashed blocks of Z values from one shared 1-D array."
-    options = {
-        "size": Option(optional_int, None, "length of the shared array (default V*dim/100, at most 2**24)"),
-        "block_size": Option(
-            optional_int, None, "Z, consecutive values per hash, 1..dim (default min(dim, 32))"
-        ),
-        "seed": Option(int, 0, "hash seed (integer >= 0)"),
-    }
+    config_class = ROBEConfig
 
-    def __init__(self, vocab_size, dim, size=None, block_size=None, seed=0, **kwargs):
+    def __init__(self, vocab_size, dim, **kwargs):
         super().__init__(vocab_size, dim, **kwargs)
-        self.size, self.block_size = self.resolve_sizes(vocab_size, dim, size, block_size)
-        self.seed = check_seed(type(self).__name__, seed)
         self.num_blocks = math.ceil(dim / self.block_size)
         self._hasher = HashFamily(self.seed, self.num_blocks)
         # Offset of each output column inside its block, for all blocks at once.
         self._column_offsets = np.tile(np.arange(self.block_size, dtype=np.int64), self.num_blocks)[:dim]
 
     @classmethod
-    def resolve_sizes(
-        cls, vocab_size: int, dim: int, size: int | None, block_size: int | None
-    ) -> tuple[int, int]:
-        """(size, block_size) checked, or their defaults."""
-        label = cls.__name__
-        if block_size is None:
-            block_size = min(dim, DEFAULT_MAX_BLOCK)
-        check_positive(label, "block_size", block_size)
-        if block_size > dim:
-            raise ValueError(f"{label}: invalid `block_size`: {block_size}. It must be <= dim ({dim}).")
-        if size is None:
-            size = max(block_size, min(MAX_DEFAULT_SIZE, math.ceil(vocab_size * dim / DEFAULT_COMPRESSION)))
-        check_positive(label, "size", size)
-        if size > vocab_size * dim:
-            raise ValueError(
-                f"{label}: invalid `size`: {size}. It must be <= vocab_size * dim ({vocab_size * dim})."
-            )
-        return int(size), int(block_size)
+    def cost_of(cls, config: ROBEConfig, vocab_size: int, dim: int) -> Cost:
+        return Cost.float32(config.size)
 
     @classmethod
-    def cost(
-        cls, vocab_size: int, dim: int, size: int | None = None, block_size: int | None = None, seed: int = 0
-    ) -> Cost:
-        check_seed(cls.__name__, seed)
-        return Cost.float32(cls.resolve_sizes(vocab_size, dim, size, block_size)[0])
-
-    @classmethod
-    def options_for_compression(cls, vocab_size: int, dim: int, compression: float) -> dict:
+    def options_for_compression(cls, vocab_size: int, dim: int, compression: float, counts=None) -> dict:
         check_compression("robe", compression)
         size = nearest_size(vocab_size * dim / compression, vocab_size, dim, compression, lambda size: size)
         if not within_reach(vocab_size, dim, compression, size):
             raise ValueError(
                 f"robe: cannot reach {compression}x compression at vocab_size={vocab_size}, dim={dim}."
             )
-        return {"size": int(size), "block_size": min(dim, DEFAULT_MAX_BLOCK), "seed": 0}
+        return ROBEConfig(size=int(size)).resolve(vocab_size, dim).as_dict()
+
+    @classmethod
+    def table_shapes(cls, config: ROBEConfig, vocab_size: int, dim: int) -> list[tuple[int, ...]]:
+        return [(config.size,)]
 
     def build(self, input_shape=None):
-        self.memory = self.add_weight(shape=(self.size,), initializer=TableUniform(0.05), name="memory")
+        self.memory = self.add_table(shape=(self.size,), initializer=TableUniform(0.05), name="memory")
 
     def offsets(self, ids):
         """Start offset of each of an id's blocks (int64, shape (n, num_blocks))."""
@@ -138,4 +138,4 @@ class ROBEEmbedding(EmbeddingStrategy):
         return self.fused(self._gathered, ids)
 
     def _gathered(self, ids):
-        return gather_rows(self.memory, self.positions(ids))
+        return self.gather(self.memory, self.positions(ids))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
+from typing import ClassVar
 
 from keras import initializers, ops
 
-from membed.strategies.base import Cost, EmbeddingStrategy, Option, check_positive, gather_rows, optional_int_list
+from membed.strategies.base import Cost, EmbeddingStrategy, check_positive
+from membed.strategies.config import StrategyConfig, option
 from membed.strategies.registry import register
 
 NUM_CORES = 3
@@ -72,6 +75,62 @@ def core_params(vocab_factors: list[int], dim_factors: list[int], rank: int) -> 
     return sum(ranks[k] * v * d * ranks[k + 1] for k, (v, d) in enumerate(zip(vocab_factors, dim_factors)))
 
 
+@dataclasses.dataclass(frozen=True)
+class TTConfig(StrategyConfig):
+    """Options of `TTEmbedding`; factors left to `None` are chosen by `factors` (not filled in)."""
+
+    label: ClassVar[str] = "TTEmbedding"
+
+    rank: int = option(16, "TT-rank r >= 1 of the inner bonds")
+    vocab_factors: list[int] | None = option(None, "three ints with product >= V (default: balanced)")
+    dim_factors: list[int] | None = option(None, "three ints with product == dim (default: balanced)")
+
+    def derived(self, vocab_size, dim, counts, label) -> dict:
+        self.factors(vocab_size, dim, label)
+        return {}
+
+    def factors(self, vocab_size: int, dim: int, label: str | None = None) -> tuple[list[int], list[int]]:
+        """Validates the options and returns the (vocab, dim) factors the cores use."""
+        label = label or self.label
+        check_positive(label, "rank", self.rank)
+        vocab_factors, dim_factors = self.vocab_factors, self.dim_factors
+        if vocab_factors is not None:
+            vocab_factors = _check_factors(label, "vocab_factors", vocab_factors)
+            product = math.prod(vocab_factors)
+            if product < vocab_size:
+                raise ValueError(
+                    f"{label}: invalid `vocab_factors`: {vocab_factors}. Their product ({product}) "
+                    f"must be >= vocab_size ({vocab_size})."
+                )
+        if dim_factors is not None:
+            dim_factors = _check_factors(label, "dim_factors", dim_factors)
+            product = math.prod(dim_factors)
+            if product != dim:
+                raise ValueError(
+                    f"{label}: invalid `dim_factors`: {dim_factors}. Their product ({product}) "
+                    f"must equal dim ({dim})."
+                )
+        if vocab_factors is not None and dim_factors is not None:
+            return vocab_factors, dim_factors
+        vocab_options = [vocab_factors] if vocab_factors else _orderings(vocab_factorization(vocab_size))
+        dim_options = [dim_factors] if dim_factors else _orderings(dim_factorization(dim))
+        # Only the order is free here: put the small factors where the rank**2 core is.
+        return min(
+            itertools.product(vocab_options, dim_options),
+            key=lambda pair: core_params(pair[0], pair[1], self.rank),
+        )
+
+
+def _check_factors(label: str, option: str, factors) -> list[int]:
+    try:
+        values = [int(f) for f in factors]
+    except (TypeError, ValueError):
+        values = None
+    if values is None or len(values) != NUM_CORES or any(v < 1 for v in values) or values != list(factors):
+        raise ValueError(f"{label}: invalid `{option}`: {factors!r}. It must be {NUM_CORES} integers >= 1.")
+    return values
+
+
 @register
 class TTEmbedding(EmbeddingStrategy):
     """Embedding table stored as a three-core tensor train (TT-Rec).
@@ -111,88 +170,28 @@ class TTEmbedding(EmbeddingStrategy):
 
     strategy_name = "tt"
     summary = "Tensor-train (TT-Rec): table factored into 3 cores of TT-rank r; never allocates V-sized state."
-    options = {
-        "rank": Option(int, 16, "TT-rank r >= 1 of the inner bonds"),
-        "vocab_factors": Option(optional_int_list, None, "three ints with product >= V (default: balanced)"),
-        "dim_factors": Option(optional_int_list, None, "three ints with product == dim (default: balanced)"),
-    }
+    config_class = TTConfig
 
-    def __init__(self, vocab_size, dim, rank=16, vocab_factors=None, dim_factors=None, **kwargs):
+    def __init__(self, vocab_size, dim, **kwargs):
         super().__init__(vocab_size, dim, **kwargs)
-        self.rank = rank
-        self.vocab_factors = None if vocab_factors is None else list(vocab_factors)
-        self.dim_factors = None if dim_factors is None else list(dim_factors)
-        self.vocab_factors_used, self.dim_factors_used = self.resolve_factors(
-            vocab_size, dim, rank, vocab_factors, dim_factors
-        )
+        self.vocab_factors_used, self.dim_factors_used = self.config.factors(vocab_size, dim, type(self).__name__)
 
     @classmethod
-    def resolve_factors(
-        cls,
-        vocab_size: int,
-        dim: int,
-        rank: int,
-        vocab_factors: list[int] | None = None,
-        dim_factors: list[int] | None = None,
-    ) -> tuple[list[int], list[int]]:
-        """Validates the options and returns the (vocab, dim) factors the cores use."""
-        label = cls.__name__
-        check_positive(label, "rank", rank)
-        if vocab_factors is not None:
-            vocab_factors = cls._check_factors("vocab_factors", vocab_factors)
-            product = math.prod(vocab_factors)
-            if product < vocab_size:
-                raise ValueError(
-                    f"{label}: invalid `vocab_factors`: {vocab_factors}. Their product ({product}) "
-                    f"must be >= vocab_size ({vocab_size})."
-                )
-        if dim_factors is not None:
-            dim_factors = cls._check_factors("dim_factors", dim_factors)
-            product = math.prod(dim_factors)
-            if product != dim:
-                raise ValueError(
-                    f"{label}: invalid `dim_factors`: {dim_factors}. Their product ({product}) "
-                    f"must equal dim ({dim})."
-                )
-        if vocab_factors is not None and dim_factors is not None:
-            return vocab_factors, dim_factors
-        vocab_options = [vocab_factors] if vocab_factors else _orderings(vocab_factorization(vocab_size))
-        dim_options = [dim_factors] if dim_factors else _orderings(dim_factorization(dim))
-        # Only the order is free here: put the small factors where the rank**2 core is.
-        return min(
-            itertools.product(vocab_options, dim_options),
-            key=lambda pair: core_params(pair[0], pair[1], rank),
-        )
+    def cost_of(cls, config: TTConfig, vocab_size, dim) -> Cost:
+        return Cost.float32(core_params(*config.factors(vocab_size, dim, cls.__name__), config.rank))
 
     @classmethod
-    def _check_factors(cls, option: str, factors) -> list[int]:
-        try:
-            values = [int(f) for f in factors]
-        except (TypeError, ValueError):
-            values = None
-        if values is None or len(values) != NUM_CORES or any(v < 1 for v in values) or values != list(factors):
-            raise ValueError(
-                f"{cls.__name__}: invalid `{option}`: {factors!r}. It must be {NUM_CORES} integers >= 1."
-            )
-        return values
-
-    @classmethod
-    def cost(cls, vocab_size, dim, rank=16, vocab_factors=None, dim_factors=None) -> Cost:
-        vocab_used, dim_used = cls.resolve_factors(vocab_size, dim, rank, vocab_factors, dim_factors)
-        return Cost.float32(core_params(vocab_used, dim_used, rank))
-
-    @classmethod
-    def options_for_compression(cls, vocab_size, dim, compression) -> dict:
+    def options_for_compression(cls, vocab_size, dim, compression, counts=None) -> dict:
         if not compression > 0:
             raise ValueError(f"tt: invalid compression {compression!r}. It must be > 0.")
         target = vocab_size * dim / compression
         # Params grow monotonically with rank: walk up to the first rank at or above target.
         rank = 1
-        while cls.cost(vocab_size, dim, rank).params < target:
+        while cls.cost(vocab_size, dim, rank=rank).params < target:
             rank += 1
         candidates = [r for r in (rank - 1, rank) if r >= 1]
-        best = min(candidates, key=lambda r: abs(math.log(cls.cost(vocab_size, dim, r).params / target)))
-        achieved = cls.cost(vocab_size, dim, best).params
+        best = min(candidates, key=lambda r: abs(math.log(cls.cost(vocab_size, dim, rank=r).params / target)))
+        achieved = cls.cost(vocab_size, dim, rank=best).params
         if not 1 / COMPRESSION_TOLERANCE <= achieved / target <= COMPRESSION_TOLERANCE:
             raise ValueError(
                 f"tt: cannot reach {compression}x compression at vocab_size={vocab_size}, dim={dim}; "
@@ -205,13 +204,19 @@ class TTEmbedding(EmbeddingStrategy):
         # N(0, s**2) draws, so its variance is r1 * r2 * s**6.
         return (TARGET_VARIANCE / self.rank**2) ** (1.0 / 6.0)
 
+    @classmethod
+    def table_shapes(cls, config: TTConfig, vocab_size: int, dim: int) -> list[tuple[int, ...]]:
+        vocab_factors, dim_factors = config.factors(vocab_size, dim, cls.__name__)
+        ranks = [1] + [config.rank] * (NUM_CORES - 1) + [1]
+        return [(v, ranks[k], d * ranks[k + 1]) for k, (v, d) in enumerate(zip(vocab_factors, dim_factors))]
+
     def build(self, input_shape=None):
         ranks = [1] + [self.rank] * (NUM_CORES - 1) + [1]
         stddev = self._core_stddev()
         # Core k is stored as (v_k, r_{k-1}, d_k * r_k): one `take` on axis 0
         # gathers a batch of slices ready for batched matmul.
         self.cores = [
-            self.add_weight(
+            self.add_table(
                 shape=(v, ranks[k], d * ranks[k + 1]),
                 initializer=initializers.RandomNormal(stddev=stddev),
                 name=f"core_{k}",
@@ -225,9 +230,9 @@ class TTEmbedding(EmbeddingStrategy):
         first = ops.floor_divide(ids, v2 * v3)
         second = ops.mod(ops.floor_divide(ids, v3), v2)
         third = ops.mod(ids, v3)
-        left = ops.reshape(gather_rows(self.cores[0], first), (-1, d1, self.rank))
-        middle = gather_rows(self.cores[1], second)  # (n, r, d2 * r)
-        right = gather_rows(self.cores[2], third)  # (n, r, d3)
+        left = ops.reshape(self.gather(self.cores[0], first), (-1, d1, self.rank))
+        middle = self.gather(self.cores[1], second)  # (n, r, d2 * r)
+        right = self.gather(self.cores[2], third)  # (n, r, d3)
         partial = ops.reshape(ops.matmul(left, middle), (-1, d1 * d2, self.rank))
         return ops.reshape(ops.matmul(partial, right), (-1, self.dim))
 
