@@ -1,4 +1,5 @@
-"""Ratings data: MovieLens loaders with a verified download cache, synthetic ids and planted ratings, splits."""
+"""Ratings data: MovieLens loaders with a verified download cache, synthetic ids and planted ratings, splits,
+and the id streams of a dataset (`DatasetIds`)."""
 
 from membed.data.download import (
     DataError,
@@ -8,6 +9,12 @@ from membed.data.download import (
     download_archive,
     extract_archive,
     fetch_dataset,
+)
+from membed.data.ids import (
+    SIDES,
+    SYNTHETIC_DATASETS,
+    DatasetIds,
+    load_ratings,
 )
 from membed.data.movielens import (
     MOVIELENS,
@@ -31,7 +38,10 @@ from membed.data.synthetic import (
 
 __all__ = [
     "MOVIELENS",
+    "SIDES",
+    "SYNTHETIC_DATASETS",
     "DataError",
+    "DatasetIds",
     "DatasetInfo",
     "DatasetUnavailable",
     "RatingsData",
@@ -45,6 +55,7 @@ __all__ = [
     "fetch_dataset",
     "find_movielens",
     "load_movielens",
+    "load_ratings",
     "planted_expected_ratings",
     "planted_ratings",
     "random_split",

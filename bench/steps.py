@@ -1,0 +1,263 @@
+"""The steps the suites time and measure: a compiled lookup, a compiled Adam step, and one memory case.
+
+The lookup, blocks and train-step suites time `compiled_lookup` and
+`compiled_train_step`; the memory suite runs `memory_case` in a fresh process
+per case through membed's generic isolation (`measure_memory`, which calls
+`membed.measure.isolation.run_isolated(MEMORY_CASE, spec)`). The memory case
+runs the same two steps eagerly: tracing a training step costs a second or so
+per fresh process, and the peaks are those of the same ops.
+
+A memory case, on one layer, under a `membed.measure.probes.Probe`:
+    build: the allocator peak of constructing and building the layer,
+        initializer temporaries included (`peak_alloc_bytes_build`).
+    lookup: statistics are reset once the layer is built, so
+        `peak_alloc_bytes_lookup` is the built weights and index plus what
+        one forward pass over a batch allocates. `peak_rss_bytes_lookup` is
+        the process's peak RSS over build and lookup, above its RSS before
+        building.
+    train: statistics reset again, then one Adam step on an MSE loss, the
+        optimizer's slots created by it: the weights, slots, gradients and
+        temporaries (`peak_alloc_bytes_train`). `peak_rss_bytes_train` is the
+        peak RSS above the same baseline, so it also holds the pages the
+        earlier phases touched. Null when the layer has no trainable weights.
+
+Example:
+    >>> spec = {"strategy": "full", "vocab_size": 10_000, "dim": 64, "ids": {"dataset": "synthetic-zipf"}}
+    >>> result = measure_memory(spec, timeout_s=300)
+    >>> result["status"], result["peak_alloc_bytes_lookup"] > 4 * 10_000 * 64
+    ('ok', True)
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+from membed import strategies
+from membed.data.ids import DatasetIds
+from membed.measure import isolation, sizes
+from membed.measure.probes import DEFAULT_RSS_INTERVAL_S, Probe, default_reserve_bytes
+
+# What `measure_memory` runs in the child.
+MEMORY_CASE = "bench.steps:memory_case"
+DEFAULT_BATCH_SIZE = 4096
+DEFAULT_LEARNING_RATE = 1e-3
+# Measured fields of a memory case's result; all None in a failed one.
+RESULT_KEYS = (
+    "options",
+    "params",
+    "trainable_params",
+    "param_bytes",
+    "index_bytes",
+    "peak_alloc_bytes_build",
+    "peak_alloc_bytes_lookup",
+    "peak_rss_bytes_lookup",
+    "peak_alloc_bytes_train",
+    "peak_rss_bytes_train",
+)
+SPEC_KEYS = ("strategy", "vocab_size", "dim", "ids", "options", "batch_size", "seed", "learning_rate",
+             "rss_interval_s", "reserve_bytes", "module")
+
+
+# ----- the steps the suites time -------------------------------------------------
+def compiled_lookup(layer, compile: bool = True) -> Callable:
+    """The layer's forward pass, ids -> vectors, as a `tf.function` (or eager with `compile=False`).
+
+    Example:
+        >>> lookup = compiled_lookup(strategies.build("qr", 10**6, 64))
+        >>> lookup(np.arange(4096)).shape
+        TensorShape([4096, 64])
+    """
+    import tensorflow as tf
+
+    def lookup(ids):
+        return layer(ids)
+
+    # Keras 3 layers have no tensor-dependent Python control flow, so autograph
+    # has nothing to convert; skipping it makes each first call a lot cheaper.
+    return tf.function(lookup, autograph=False) if compile else lookup
+
+
+def compiled_train_step(layer, learning_rate: float = DEFAULT_LEARNING_RATE, compile: bool = True) -> Callable:
+    """One Adam step on the MSE between the layer's vectors and a target, as a `tf.function`.
+
+    The optimizer's slots are created by the first call, so that call's
+    memory includes them. With `compile=False` the step runs eagerly.
+    Raises ValueError when the layer has no trainable weights (an int8
+    table, for example).
+
+    Example:
+        >>> step = compiled_train_step(strategies.build("full", 1000, 64))
+        >>> float(step(np.arange(8), np.zeros((8, 64), "float32"))) >= 0
+        True
+    """
+    import keras
+    import tensorflow as tf
+
+    if not layer.built:
+        layer.build((None,))
+    variables = list(layer.trainable_variables)
+    if not variables:
+        label = getattr(layer, "strategy_name", "") or type(layer).__name__
+        raise ValueError(f"{label}: the layer has no trainable weights; there is no training step to take.")
+    optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
+
+    def train_step(ids, target):
+        with tf.GradientTape() as tape:
+            # training=True: the graph path, whose embedding gradients stay sparse.
+            loss = keras.ops.mean(keras.ops.square(layer(ids, training=True) - target))
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return loss
+
+    return tf.function(train_step, autograph=False) if compile else train_step
+
+
+def make_target(batch_size: int, dim: int, seed: int = 0) -> np.ndarray:
+    """A float32 (batch_size, dim) regression target for the training step, seeded."""
+    return np.random.default_rng(seed).normal(0.0, 0.05, size=(batch_size, dim)).astype(np.float32)
+
+
+# ----- one memory case --------------------------------------------------------------
+def strategy_module(name: str) -> str:
+    """The module that defines (and so registers) strategy `name`, for a spec's `module`."""
+    return strategies.get(name).__module__
+
+
+def check_spec(spec: dict) -> dict:
+    """Validates a memory-case spec and fills its defaults; raises ValueError naming what is wrong.
+
+    Keys: `strategy`, `vocab_size`, `dim`, `ids` (a `DatasetIds` dict, the
+    old key `vocab` accepted for `dataset`; its `vocab_size` defaults to the
+    spec's), and optionally `options` ({}), `batch_size` (4096), `seed` (0),
+    `learning_rate` (1e-3), `rss_interval_s` (0.005), `reserve_bytes` (from
+    the estimate), `module` (imported first: the module that registers a
+    strategy defined outside `membed.strategies`; `strategy_module(name)`
+    gives it).
+
+    Example:
+        >>> check_spec({"strategy": "full", "vocab_size": 10, "dim": 4})["ids"]
+        {'vocab_size': 10, 'dataset': 'synthetic-zipf'}
+    """
+    if not isinstance(spec, dict):
+        raise ValueError(f"measure spec: must be a JSON object; got {type(spec).__name__}.")
+    unknown = sorted(set(spec) - set(SPEC_KEYS))
+    if unknown:
+        raise ValueError(f"measure spec: unknown key {unknown[0]!r}. Valid keys: {', '.join(sorted(SPEC_KEYS))}.")
+    missing = [key for key in ("strategy", "vocab_size", "dim") if key not in spec]
+    if missing:
+        raise ValueError(f"measure spec: missing key {missing[0]!r}.")
+    if spec.get("module"):
+        # A strategy registered outside membed.strategies registers on import.
+        importlib.import_module(spec["module"])
+    strategies.get(spec["strategy"])
+    full = {"options": {}, "batch_size": DEFAULT_BATCH_SIZE, "seed": 0, "learning_rate": DEFAULT_LEARNING_RATE,
+            "rss_interval_s": DEFAULT_RSS_INTERVAL_S, "ids": {"dataset": "synthetic-zipf"}, **spec}
+    full["ids"] = {"vocab_size": full["vocab_size"], **full["ids"]}
+    for key in ("vocab_size", "dim", "batch_size"):
+        value = full[key]
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"measure spec: invalid `{key}`: {value!r}. It must be an integer >= 1.")
+    if full["ids"]["vocab_size"] != full["vocab_size"]:
+        raise ValueError(
+            f"measure spec: `ids.vocab_size` ({full['ids']['vocab_size']}) differs from "
+            f"`vocab_size` ({full['vocab_size']})."
+        )
+    return full
+
+
+def failed(reason: str, **fields: Any) -> dict[str, Any]:
+    """A failed memory case: every measured field None, with the reason."""
+    return isolation.failed(reason, **{key: None for key in RESULT_KEYS}, **fields)
+
+
+def memory_case(spec: dict) -> dict[str, Any]:
+    """Measures one case in this process: build, lookup and train peaks (see the module docstring).
+
+    Run it in a process of its own (`measure_memory`, or `python -m
+    membed.measure SPEC`): the probe switches on TensorFlow's BFC allocator
+    before its first op, and the RSS it reports is the process's.
+
+    Returns:
+        {"status": "ok", "reason": None, "options", "params",
+        "trainable_params", "param_bytes", "index_bytes", the five peaks
+        (bytes or None), "allocator": None or why the allocator numbers are
+        missing, "seconds"}.
+    """
+    spec = check_spec(spec)
+    started = time.perf_counter()
+    name, vocab_size, dim, batch_size = spec["strategy"], spec["vocab_size"], spec["dim"], spec["batch_size"]
+    options = strategies.registry.resolve_options(name, spec["options"])
+    estimate = sizes.case_sizes(name, vocab_size, dim, options)
+    reserve = spec.get("reserve_bytes") or default_reserve_bytes(
+        sizes.estimated_peak_bytes(estimate.train_state_bytes, batch_size, dim))
+    probe = Probe(int(reserve), spec["rss_interval_s"])
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(spec["seed"])
+    source = DatasetIds.from_dict(spec["ids"])
+    ids = tf.constant(source.sample(batch_size, spec["seed"]))
+    target = tf.constant(make_target(batch_size, dim, spec["seed"]))
+    counts = source.counts() if strategies.get(name).needs_counts else None
+
+    def build_and_lookup():
+        with probe.phase("build"):
+            layer = strategies.build(name, vocab_size, dim, counts=counts, **options)
+            if not layer.built:  # Keras builds at construction when `build` needs no input shape
+                layer.build((batch_size,))
+        with probe.phase("lookup"):
+            compiled_lookup(layer, compile=False)(ids).numpy()
+        return layer
+
+    layer = probe.rss_span("lookup", build_and_lookup)
+    resolved, built = sizes.layer_options(layer), sizes.layer_sizes(layer)
+    if built.trainable_params:
+
+        def train_one_step():
+            with probe.phase("train"):
+                compiled_train_step(layer, spec["learning_rate"], compile=False)(ids, target).numpy()
+
+        probe.rss_span("train", train_one_step)
+    measured = {
+        "options": resolved,
+        **built.as_dict(),
+        **{f"peak_alloc_bytes_{phase}": peak for phase, peak in probe.alloc_peaks.items()},
+        **{f"peak_rss_bytes_{span}": peak for span, peak in probe.rss_peaks.items()},
+    }
+    return {
+        "status": "ok",
+        "reason": None,
+        **{key: measured.get(key) for key in RESULT_KEYS},
+        "allocator": probe.unavailable,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def measure_memory(spec: dict, timeout_s: float = isolation.DEFAULT_TIMEOUT_S,
+                   method: str = "fork") -> dict[str, Any]:
+    """Runs `memory_case(spec)` in a fresh process and returns its result, or why there is none.
+
+    Never raises for a failing case: an exception inside the child, a crash,
+    a kill (out of memory) or a timeout all come back as `{"status":
+    "failed", "reason": ...}` with the measured fields None. A malformed
+    spec raises ValueError before anything starts.
+
+    Args:
+        spec: see `check_spec`.
+        timeout_s: seconds before the child is killed.
+        method: `fork` (the default, fast) or `exec`; see `membed.measure.isolation`.
+
+    Example:
+        >>> measure_memory({"strategy": "qr", "vocab_size": 10**6, "dim": 64})["status"]
+        'ok'
+    """
+    spec = sizes.jsonable(check_spec(spec))  # NumPy integers as Python ones: the payload travels as JSON
+    started = time.perf_counter()
+    result = isolation.run_isolated(MEMORY_CASE, spec, timeout_s, method)
+    if result.get("status") != "ok":
+        result = {**failed(result.get("reason") or "no reason given"), **result}
+    result.setdefault("seconds", time.perf_counter() - started)
+    return result

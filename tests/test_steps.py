@@ -1,0 +1,105 @@
+"""bench/steps.py: the compiled lookup and Adam step the suites time, and the memory case run in a fresh process."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench import steps
+from membed import strategies
+from membed.measure import layer_sizes
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("compile", [True, False])
+def test_the_lookup_is_the_layers_forward_pass(compile):
+    layer = strategies.build("qr", 10_000, 16)
+    ids = np.array([0, 7, 9999, 7])
+    vectors = np.asarray(steps.compiled_lookup(layer, compile=compile)(ids))
+    np.testing.assert_allclose(vectors, np.asarray(layer(ids)), rtol=1e-6)
+    assert vectors.shape == (4, 16)
+
+
+@pytest.mark.parametrize("compile", [True, False])
+def test_the_train_step_moves_the_looked_up_rows_toward_the_target(compile):
+    layer = strategies.build("full", 100, 8)
+    step = steps.compiled_train_step(layer, learning_rate=0.05, compile=compile)
+    ids = np.arange(16)
+    target = steps.make_target(16, 8, seed=1)
+    untouched = np.asarray(layer.weights[0])[50:].copy()
+    losses = [float(step(ids, target)) for _ in range(20)]
+    assert losses[-1] < 0.5 * losses[0]
+    # Only the looked-up rows changed.
+    np.testing.assert_array_equal(np.asarray(layer.weights[0])[50:], untouched)
+
+
+def test_a_layer_with_nothing_to_train_has_no_step():
+    with pytest.raises(ValueError, match="no trainable weights"):
+        steps.compiled_train_step(strategies.build("quantized", 100, 8))
+
+
+def test_the_target_is_seeded_float32():
+    first = steps.make_target(32, 4, seed=5)
+    assert first.shape == (32, 4) and first.dtype == np.float32
+    np.testing.assert_array_equal(first, steps.make_target(32, 4, seed=5))
+    assert not np.array_equal(first, steps.make_target(32, 4, seed=6))
+
+
+def test_check_spec_fills_defaults_and_takes_the_old_ids_key():
+    full = steps.check_spec({"strategy": "full", "vocab_size": 10, "dim": 4})
+    assert full["ids"] == {"vocab_size": 10, "dataset": "synthetic-zipf"}
+    assert (full["batch_size"], full["seed"], full["options"]) == (steps.DEFAULT_BATCH_SIZE, 0, {})
+    old = steps.check_spec({"strategy": "full", "vocab_size": 10, "dim": 4, "ids": {"vocab": "synthetic-uniform"}})
+    assert old["ids"] == {"vocab_size": 10, "vocab": "synthetic-uniform"}
+    with pytest.raises(ValueError, match=r"`ids.vocab_size` \(11\) differs"):
+        steps.check_spec({"strategy": "full", "vocab_size": 10, "dim": 4, "ids": {"vocab_size": 11}})
+    assert steps.strategy_module("qr") == "membed.strategies.qr"
+
+
+def test_a_memory_case_measures_the_layer_it_builds(tmp_path, monkeypatch):
+    # From another working directory the child still imports bench (it takes this process's sys.path).
+    monkeypatch.chdir(tmp_path)
+    spec = {"strategy": "qr", "vocab_size": 10_000, "dim": 64, "batch_size": 512, "ids": {"vocab": "synthetic-uniform"}}
+    result = steps.measure_memory(spec, timeout_s=300)
+    assert result["status"] == "ok", result["reason"]
+    assert list(result)[:2 + len(steps.RESULT_KEYS)] == ["status", "reason", *steps.RESULT_KEYS]
+    layer = strategies.build("qr", 10_000, 64)
+    assert {key: result[key] for key in ("params", "trainable_params", "param_bytes", "index_bytes")} == (
+        layer_sizes(layer).as_dict())
+    assert result["options"]["num_buckets"] == 100
+    assert result["peak_alloc_bytes_build"] >= result["param_bytes"]
+    # Looking up a batch holds the tables plus at least the batch's output vectors.
+    assert result["peak_alloc_bytes_lookup"] >= result["param_bytes"] + 4 * 512 * 64
+    assert result["peak_alloc_bytes_train"] >= result["peak_alloc_bytes_lookup"]
+    assert result["peak_rss_bytes_train"] >= result["peak_rss_bytes_lookup"] > 0
+
+
+def test_a_failed_memory_case_has_every_measured_field_none():
+    result = steps.measure_memory({"strategy": "full", "vocab_size": 10**6, "dim": 64}, timeout_s=0.05)
+    assert result["status"] == "failed" and result["reason"] == "timed out after 0.05 s"
+    assert all(result[key] is None for key in steps.RESULT_KEYS)
+    assert result["seconds"] > 0
+
+
+def test_a_memory_case_runs_in_a_new_interpreter_too():
+    spec = {"strategy": "full", "vocab_size": np.int64(1000), "dim": 8, "batch_size": 64}  # NumPy sizes are fine
+    result = steps.measure_memory(spec, timeout_s=300, method="exec")
+    assert result["status"] == "ok", result["reason"]
+    assert result["allocator"] is None
+    assert result["params"] == 8000 and result["peak_alloc_bytes_lookup"] >= 4 * 8000
+
+
+def test_python_m_membed_measure_still_measures_one_case():
+    spec = {"strategy": "hash", "vocab_size": 1000, "dim": 8, "batch_size": 64, "ids": {"dataset": "synthetic-zipf"}}
+    completed = subprocess.run([sys.executable, "-m", "membed.measure", json.dumps(spec)], cwd=ROOT,
+                               capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert result["status"] == "ok" and result["params"] == strategies.cost("hash", 1000, 8).params
+    malformed = subprocess.run([sys.executable, "-m", "membed.measure", '{"strategy": "full"}'], cwd=ROOT,
+                               capture_output=True, text=True, timeout=300)
+    assert malformed.returncode == 2 and "missing key 'vocab_size'" in malformed.stderr
