@@ -1,19 +1,20 @@
 """Load pytest-benchmark result files into one tidy DataFrame, one row per case.
 
-The input contract is the schema in bench/README.md (schema_version 1): pytest-benchmark's
-own JSON, each `benchmarks` entry carrying the case description in `extra_info`,
-plus a top-level `membed` block whose `not_run` list names every case that was
-skipped or errored before producing an entry. Both kinds of case become rows, so
-nothing a run attempted vanishes from the report. Each row keeps its pytest node
-id in `fullname`; `membed.selected`, where present, lists the node ids the run
-selected (after -k / path filtering), so that the gate can tell a case outside
-a slice from one that went missing.
+The input contract is the schema of `analysis.schema` (bench/README.md's table):
+pytest-benchmark's own JSON, each `benchmarks` entry carrying the case
+description in `extra_info`, plus a top-level `membed` block whose `not_run`
+list names every case that was skipped or errored before producing an entry.
+Both kinds of case become rows, so nothing a run attempted vanishes from the
+report. Each row keeps its pytest node id in `fullname`; `membed.selected`,
+where present, lists the node ids the run selected (after -k / path
+filtering), so that the gate can tell a case outside a slice from one that
+went missing. Records of an older schema version are upgraded on the way in
+(`schema.upgrade`: schema 1's `vocab` is read as `dataset`).
 
-Latency tail: pytest-benchmark's stats have no p95. `p95_s` is, in order of
-preference, the 95th percentile of `stats.data` (present only with
-`--benchmark-save-data`), the suite's own `extra_info.p95_seconds`, or
-`stats.max`. Column `p95_source` says which (`data`, `extra_info`, `max`), so a
-table can label a max as a max.
+Latency tail: pytest-benchmark's stats have no p95. `p95_s` is the 95th
+percentile of `stats.data` (present with `--benchmark-save-data`, and in every
+bench run's JSON), else `stats.max`. Column `p95_source` says which (`data`,
+`max`), so a table can label a max as a max.
 """
 
 from __future__ import annotations
@@ -27,58 +28,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis import journal
+from analysis import journal, schema
 
-SUPPORTED_SCHEMA_VERSIONS = (1,)
-
-# Every extra_info key of schema_version 1, in the order tables show them.
-EXTRA_COLUMNS = (
-    "schema_version",
-    "case",
-    "suite",
-    "status",
-    "reason",
-    "strategy",
-    "options",
-    "preset",
-    "vocab",
-    "vocab_size",
-    "dim",
-    "batch_size",
-    "params",
-    "param_bytes",
-    "index_bytes",
-    "train_state_bytes",
-    "compression",
-    "peak_alloc_bytes_lookup",
-    "peak_rss_bytes_lookup",
-    "peak_alloc_bytes_train",
-    "peak_rss_bytes_train",
-    "gather_ratio",
-    "val_mse",
-    "val_mae",
-    "val_rmse",
-    "val_mse_per_epoch",
-    "val_mae_per_epoch",
-    "val_rmse_per_epoch",
-    "train_mse_per_epoch",
-    "epochs",
-    "noise_floor_mse",
-    "excess_mse",
-    "fit_seconds",
-)
-LIST_COLUMNS = ("val_mse_per_epoch", "val_mae_per_epoch", "val_rmse_per_epoch", "train_mse_per_epoch")
-# Columns that hold text, a dict or lists; every other schema key is a number.
-TEXT_COLUMNS = ("case", "suite", "status", "reason", "strategy", "options", "preset", "vocab")
-NUMERIC_COLUMNS = (
-    *(c for c in EXTRA_COLUMNS if c not in TEXT_COLUMNS + LIST_COLUMNS),
-    "p95_seconds",
-    "median_s",
-    "mean_s",
-    "p95_s",
-    "rounds",
-)
-STAT_COLUMNS = ("name", "fullname", "median_s", "mean_s", "p95_s", "p95_source", "rounds", "source", "profile")
+SUPPORTED_SCHEMA_VERSIONS = schema.SUPPORTED_SCHEMA_VERSIONS
+# Every record field of the schema, in the order tables show them; then the loader's own columns.
+EXTRA_COLUMNS = schema.EXTRA_INFO_KEYS
+STAT_COLUMNS = tuple(field.name for field in schema.LOADER_FIELDS)
+NUMERIC_COLUMNS = tuple(f.name for f in (*schema.FIELDS, *schema.LOADER_FIELDS) if f.numeric)
 STATUSES = ("ok", "failed", "skipped", "interrupted")
 
 
@@ -138,11 +94,11 @@ def read_result(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def check_schema_version(version: Any, where: str) -> None:
-    """Raises `ResultError` unless `version` is one this package reads."""
-    if version not in SUPPORTED_SCHEMA_VERSIONS:
-        supported = ", ".join(str(v) for v in SUPPORTED_SCHEMA_VERSIONS)
-        raise ResultError(f"{where}: incompatible schema_version {version!r}. This report reads: {supported}.")
+def check_schema_version(version: Any, where: str, supported: Sequence[int] = SUPPORTED_SCHEMA_VERSIONS) -> None:
+    """Raises `ResultError` unless `version` is one of `supported` (by default, the result schema's)."""
+    if version not in supported:
+        readable = ", ".join(str(v) for v in supported)
+        raise ResultError(f"{where}: incompatible schema_version {version!r}. This report reads: {readable}.")
 
 
 def latest_run(storage: str | Path = ".benchmarks") -> Path:
@@ -166,25 +122,30 @@ def latest_run(storage: str | Path = ".benchmarks") -> Path:
     return max(runs, key=lambda p: (p.stat().st_mtime, p.name))
 
 
-def p95_of(stats: dict[str, Any], extra_info: dict[str, Any]) -> tuple[float, str]:
+def p95_of(stats: dict[str, Any]) -> tuple[float, str]:
     """Returns (seconds, source) for the latency tail; see the module docstring for the order."""
     data = stats.get("data")
     if isinstance(data, list) and data:
         return float(np.percentile(np.asarray(data, dtype=float), 95)), "data"
-    if extra_info.get("p95_seconds") is not None:
-        return float(extra_info["p95_seconds"]), "extra_info"
     if stats.get("max") is not None:
         return float(stats["max"]), "max"
     return math.nan, "none"
 
 
+def _record(entry: dict[str, Any], where: str) -> dict[str, Any]:
+    """`entry` in this schema version; one-line `ResultError` for a version this package cannot read."""
+    version = entry.get("schema_version") or 1
+    check_schema_version(version, where)
+    return schema.upgrade(entry, version)
+
+
 def _benchmark_row(entry: dict[str, Any], source: str, profile: str | None) -> dict[str, Any]:
-    extra_info = dict(entry.get("extra_info") or {})
+    extra_info = entry.get("extra_info") or {}
     stats = entry.get("stats") or {}
-    row: dict[str, Any] = {key: None for key in EXTRA_COLUMNS}
-    row.update(extra_info)
-    row["status"] = extra_info.get("status") or "ok"
-    row["case"] = extra_info.get("case") or entry.get("name")
+    row: dict[str, Any] = dict.fromkeys(EXTRA_COLUMNS)
+    row.update(_record(extra_info, f"{source}: case {extra_info.get('case') or entry.get('name')!r}"))
+    row["status"] = row["status"] or "ok"
+    row["case"] = row["case"] or entry.get("name")
     row["name"] = entry.get("name")
     row["fullname"] = entry.get("fullname")
     row["source"] = source
@@ -193,7 +154,7 @@ def _benchmark_row(entry: dict[str, Any], source: str, profile: str | None) -> d
     if row["status"] == "ok":
         row["median_s"] = stats.get("median")
         row["mean_s"] = stats.get("mean")
-        row["p95_s"], row["p95_source"] = p95_of(stats, extra_info)
+        row["p95_s"], row["p95_source"] = p95_of(stats)
     else:
         # The schema says a failed case's stats are meaningless; keep them out of every table.
         row["median_s"] = row["mean_s"] = row["p95_s"] = None
@@ -202,9 +163,9 @@ def _benchmark_row(entry: dict[str, Any], source: str, profile: str | None) -> d
 
 
 def _not_run_row(entry: dict[str, Any], source: str, profile: str | None) -> dict[str, Any]:
-    row: dict[str, Any] = {key: None for key in EXTRA_COLUMNS}
-    row.update(entry)
-    row["status"] = entry.get("status") or "skipped"
+    row: dict[str, Any] = dict.fromkeys(EXTRA_COLUMNS)
+    row.update(_record(entry, f"{source}: case {entry.get('case')!r}"))
+    row["status"] = row["status"] or "skipped"
     row["name"] = row["case"]
     row.update(fullname=entry.get("fullname"), source=source, profile=profile, rounds=None)
     row.update(median_s=None, mean_s=None, p95_s=None, p95_source=None)
@@ -212,13 +173,11 @@ def _not_run_row(entry: dict[str, Any], source: str, profile: str | None) -> dic
 
 
 def rows_of(data: dict[str, Any], source: str) -> list[dict[str, Any]]:
-    """Turns one parsed result file into row dicts (benchmark entries, then `not_run`)."""
+    """Turns one parsed result file into row dicts (benchmark entries, then `not_run`), in this schema."""
     membed = data.get("membed") or {}
     profile = membed.get("profile")
     rows = [_benchmark_row(entry, source, profile) for entry in data["benchmarks"]]
     rows += [_not_run_row(entry, source, profile) for entry in membed.get("not_run") or []]
-    for row in rows:
-        check_schema_version(row.get("schema_version") or 1, f"{source}: case {row['case']!r}")
     return rows
 
 
@@ -233,21 +192,16 @@ def selection_of(data: dict[str, Any], source: str) -> frozenset[str] | None:
 
 
 def frame_of(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
-    """Builds the tidy frame from row dicts: known columns first, numbers as float64."""
+    """Builds the tidy frame from row dicts: the schema's columns first, numbers as float64."""
     frame = pd.DataFrame(list(rows))
     for column in (*EXTRA_COLUMNS, *STAT_COLUMNS):
         if column not in frame.columns:
             frame[column] = None
     for column in NUMERIC_COLUMNS:
-        if column in frame.columns:
-            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
-    # Only a literal true marks a projection; absent keys (NaN/None) read as measured.
-    frame["projected"] = frame["projected"].eq(True) if "projected" in frame else False
-    # A memory case that was not run but carries sizes holds them from the cost
-    # formulas (the suite fills them before deciding to skip): a projection too.
-    formula_only = (frame["suite"] == "memory") & frame["status"].isin(["skipped", "failed"]) & frame["params"].notna()
-    frame["projected"] = frame["projected"] | formula_only
-    ordered = [*EXTRA_COLUMNS, "projected", *STAT_COLUMNS]
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+    # Only a literal true marks a projection; null reads as measured.
+    frame["projected"] = frame["projected"].eq(True)
+    ordered = [*EXTRA_COLUMNS, *STAT_COLUMNS]
     rest = [c for c in frame.columns if c not in ordered]
     return frame[ordered + rest].reset_index(drop=True)
 
@@ -272,10 +226,11 @@ def load_run(paths: Sequence[str | Path]) -> tuple[pd.DataFrame, frozenset[str] 
 def load_results(paths: Sequence[str | Path]) -> pd.DataFrame:
     """Loads one or more result files into one tidy DataFrame, one row per case.
 
-    Columns: every extra_info key of the schema (flattened; `options` stays a
-    dict and the per-epoch lists stay lists), any extra keys a suite added,
-    `projected` (bool), and `name`, `fullname`, `median_s`, `mean_s`, `p95_s`,
-    `p95_source`, `rounds`, `source`, `profile`. Cases from `membed.not_run`
+    Columns: every record field of `analysis.schema.FIELDS` (flattened;
+    `options` stays a dict, the per-epoch lists stay lists, `projected` is a
+    bool), then its `LOADER_FIELDS` (`name`, `fullname`, `median_s`, `mean_s`,
+    `p95_s`, `p95_source`, `rounds`, `source`, `profile`), then any key a file
+    holds that the schema does not declare. Cases from `membed.not_run`
     are rows too, with status `skipped` or `failed`, their reason, their node id
     in `fullname` where the entry has one, and no stats.
 

@@ -5,9 +5,11 @@ Three figures, each skipped when the run has no data for it:
 - `memory_vs_vocab.png`: params and measured peak memory against vocab size,
   log-log, one line per strategy; rows with `projected` true are dashed.
 - `mse_vs_memory.png`: val MSE against parameter memory, one panel per
-  vocabulary, the Pareto front joined and ringed.
-- `lookup_latency.png`: gather_ratio bars per strategy (one bar per vocab size),
-  for the lookup and train_step suites.
+  dataset, the Pareto front joined and ringed.
+- `lookup_latency.png`: gather_ratio bars per strategy (one bar per dataset and
+  size), for the lookup and train_step suites.
+
+Axis labels and scales are the fields' report labels in `analysis.schema`.
 """
 
 from __future__ import annotations
@@ -22,15 +24,16 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator
 
-from analysis.frames import MIB, ok_rows, pareto_front
+from analysis import schema
+from analysis.frames import GROUP_COLUMNS, ok_rows, pareto_front
 
-MEMORY_PANELS = (
-    ("params", "params", 1.0),
-    ("peak_alloc_bytes_lookup", "peak alloc MiB, lookup", 1 / MIB),
-    ("peak_rss_bytes_lookup", "peak RSS MiB, lookup", 1 / MIB),
-    ("peak_alloc_bytes_train", "peak alloc MiB, train", 1 / MIB),
-    ("peak_rss_bytes_train", "peak RSS MiB, train", 1 / MIB),
+# (column, label, scale) of each memory panel: the parameter count, then every measured peak.
+MEMORY_PANELS = tuple(
+    (name, schema.FIELD[name].label, schema.FIELD[name].scale) for name in ("params", *schema.PEAK_FIELDS)
 )
+# The suites whose gather_ratio gets a panel of bars: the paired ones that cover every strategy.
+RATIO_SUITES = tuple(name for name in schema.PAIRED_SUITES if schema.SUITES[name].covers_strategies)
+PARAM_SCALE = schema.FIELD["param_bytes"].scale
 DPI = 110
 
 
@@ -72,22 +75,22 @@ def plot_memory_vs_vocab(frame: pd.DataFrame, path: Path) -> Path | None:
     rows = memory[(memory["status"] == "ok") | memory["projected"]].dropna(subset=["vocab_size"])
     if rows.empty:
         return None
-    # One line per strategy: the vocabulary measured at the most sizes (the synthetic sweep).
-    sizes_per_vocab = rows.groupby("vocab")["vocab_size"].nunique()
-    sweep = sizes_per_vocab.idxmax()
-    rows = rows[rows["vocab"] == sweep]
+    # One line per strategy: the dataset measured at the most sizes (the synthetic sweep).
+    sizes_per_dataset = rows.groupby("dataset")["vocab_size"].nunique()
+    sweep = sizes_per_dataset.idxmax()
+    rows = rows[rows["dataset"] == sweep]
     panels = [p for p in MEMORY_PANELS if rows[p[0]].notna().any()]
     if not panels:
         return None
     colors = strategy_colors(list(rows["strategy"].dropna().unique()))
-    several_vocabs = False
+    several_datasets = False
     figure, axes = _grid(len(panels))
     for axis, (column, label, scale) in zip(axes, panels, strict=True):
-        for (strategy, vocab), group in rows.groupby(["strategy", "vocab"], sort=True):
+        for (strategy, dataset), group in rows.groupby(["strategy", "dataset"], sort=True):
             group = group.dropna(subset=[column]).sort_values("vocab_size")
             if group.empty:
                 continue
-            name = f"{strategy} ({vocab})" if several_vocabs else strategy
+            name = f"{strategy} ({dataset})" if several_datasets else strategy
             measured, projected = group[~group["projected"]], group[group["projected"]]
             x, y = measured["vocab_size"], measured[column] * scale
             axis.plot(x, y, "-o", color=colors[strategy], label=name, markersize=4)
@@ -115,21 +118,23 @@ def plot_memory_vs_vocab(frame: pd.DataFrame, path: Path) -> Path | None:
 
 
 def plot_mse_vs_memory(frame: pd.DataFrame, path: Path) -> Path | None:
-    """Val MSE vs parameter memory per vocabulary, Pareto front marked; None without data."""
+    """Val MSE vs parameter memory per dataset, Pareto front marked; None without data."""
     rows = ok_rows(frame[frame["suite"] == "accuracy"]).dropna(subset=["param_bytes", "val_mse"])
     if rows.empty:
         return None
     colors = strategy_colors(list(rows["strategy"].dropna().unique()))
-    groups = list(rows.groupby(["vocab", "vocab_size"], sort=True))
+    groups = list(rows.groupby(list(GROUP_COLUMNS), sort=True))
     figure, axes = _grid(len(groups))
     front = pareto_front(rows)
-    for axis, ((vocab, vocab_size), group) in zip(axes, groups, strict=True):
+    for axis, ((dataset, vocab_size), group) in zip(axes, groups, strict=True):
         for strategy, points in group.groupby("strategy", sort=True):
-            axis.scatter(points["param_bytes"] / MIB, points["val_mse"], color=colors[strategy], label=strategy, s=22)
-        best = front[(front["vocab"] == vocab) & (front["vocab_size"] == vocab_size)].sort_values("param_bytes")
-        axis.step(best["param_bytes"] / MIB, best["val_mse"], where="post", color="black", linewidth=1, alpha=0.6)
+            x = points["param_bytes"] * PARAM_SCALE
+            axis.scatter(x, points["val_mse"], color=colors[strategy], label=strategy, s=22)
+        best = front[(front["dataset"] == dataset) & (front["vocab_size"] == vocab_size)].sort_values("param_bytes")
+        front_x = best["param_bytes"] * PARAM_SCALE
+        axis.step(front_x, best["val_mse"], where="post", color="black", linewidth=1, alpha=0.6)
         axis.scatter(
-            best["param_bytes"] / MIB,
+            front_x,
             best["val_mse"],
             facecolors="none",
             edgecolors="black",
@@ -140,39 +145,39 @@ def plot_mse_vs_memory(frame: pd.DataFrame, path: Path) -> Path | None:
             text = point["strategy"] + (f" {point['preset']}" if isinstance(point["preset"], str) else "")
             axis.annotate(
                 text,
-                (point["param_bytes"] / MIB, point["val_mse"]),
+                (point["param_bytes"] * PARAM_SCALE, point["val_mse"]),
                 fontsize="x-small",
                 xytext=(4, 4),
                 textcoords="offset points",
             )
         _log_axes(axis, y=False)
-        axis.set_xlabel("parameter MiB")
-        axis.set_ylabel("val MSE")
-        axis.set_title(f"{vocab} ({int(vocab_size):,} ids)")
+        axis.set_xlabel(schema.FIELD["param_bytes"].label)
+        axis.set_ylabel(schema.FIELD["val_mse"].label)
+        axis.set_title(f"{dataset} ({int(vocab_size):,} ids)")
         axis.grid(True, alpha=0.3)
         axis.legend(fontsize="x-small")
     return _save(figure, path)
 
 
 def plot_lookup_latency(frame: pd.DataFrame, path: Path) -> Path | None:
-    """gather_ratio bars per strategy, one bar per vocab size, per latency suite; None without data."""
-    suites = [s for s in ("lookup", "train_step") if ok_rows(frame[frame["suite"] == s])["gather_ratio"].notna().any()]
+    """gather_ratio bars per strategy, one bar per dataset and size, per latency suite; None without data."""
+    suites = [s for s in RATIO_SUITES if ok_rows(frame[frame["suite"] == s])["gather_ratio"].notna().any()]
     if not suites:
         return None
     figure, axes = _grid(len(suites), cell=(7.0, 4.0))
     for axis, suite in zip(axes, suites, strict=True):
         rows = ok_rows(frame[frame["suite"] == suite]).dropna(subset=["gather_ratio"])
         table = rows.pivot_table(
-            index="strategy", columns=["vocab", "vocab_size"], values="gather_ratio", aggfunc="median"
+            index="strategy", columns=list(GROUP_COLUMNS), values="gather_ratio", aggfunc="median"
         )
         positions = np.arange(len(table.index))
         width = 0.8 / max(1, len(table.columns))
-        for i, (vocab, vocab_size) in enumerate(table.columns):
+        for i, (dataset, vocab_size) in enumerate(table.columns):
             axis.bar(
                 positions + i * width - 0.4 + width / 2,
-                table[(vocab, vocab_size)].to_numpy(),
+                table[(dataset, vocab_size)].to_numpy(),
                 width,
-                label=f"{vocab} {int(vocab_size):,}",
+                label=f"{dataset} {int(vocab_size):,}",
             )
         axis.axhline(1.0, color="black", linestyle=":", linewidth=1)
         axis.set_xticks(positions, table.index, rotation=30, ha="right")

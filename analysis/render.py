@@ -18,11 +18,12 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table as RichTable
 
+from analysis import schema
 from analysis.frames import Table, epochs_text
 
 FORMATS = ("rich", "markdown", "csv", "json")
 # Columns whose numbers are changes, shown with a sign.
-SIGNED_COLUMNS = ("delta", "MSE vs full")
+SIGNED_COLUMNS = ("delta", schema.FIELD["mse_vs_full"].label)
 STATUS_STYLES = {"failed": "red", "skipped": "yellow", "missing": "red"}
 
 

@@ -1,7 +1,9 @@
 """`python -m analysis.report`: tables, plots, run-to-run comparison and the regression gate.
 
-Loads the result files once into a tidy frame (`analysis.load`), derives the
-tables (`analysis.frames`) and hands them to one renderer (`analysis.render`).
+Loads the result files once into a tidy frame (`analysis.load`, columns from
+`analysis.schema`), derives the tables (`analysis.frames`, deltas in
+`analysis.compare`), gates (`analysis.gate`) and hands the tables to one
+renderer (`analysis.render`).
 Exit codes: 0 fine, 1 the gate found a regression, 2 unusable input (one line
 on stderr).
 
@@ -25,7 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import frames, gate, render
+from analysis import compare, frames, gate, render
 from analysis.frames import Table
 from analysis.load import ResultError, latest_run, load_results, load_run
 
@@ -157,10 +159,10 @@ def run_compare(args: argparse.Namespace) -> int:
         raise ResultError("--compare takes exactly its two files; drop the other RESULT.json arguments.")
     old_path, new_path = args.compare
     old, new = load_results([old_path]), load_results([new_path])
-    long = frames.compare_frame(old, new)
-    changed = frames.changed_rows(long)
-    tables = frames.compare_tables(changed)
-    counts = frames.compare_counts(long)
+    long = compare.compare_frame(old, new)
+    changed = compare.changed_rows(long)
+    tables = compare.compare_tables(changed)
+    counts = compare.compare_counts(long)
     summary = (
         f"old: {old_path} ({len(old)} cases); new: {new_path} ({len(new)} cases)\n"
         f"{counts['compared']} cases compared, {counts['changed']} changed, "

@@ -1,4 +1,8 @@
-"""Loader (analysis.load) and the pure table helpers (analysis.frames) on the hand-made fixture."""
+"""Loader (analysis.load), the pure table helpers (analysis.frames) and deltas (analysis.compare) on the fixture.
+
+The fixture is a hand-made schema-1 file (its cases name their dataset `vocab`);
+the loader reads it, and its schema-2 twin, as `dataset`.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import frames
+from analysis import compare, frames, schema
 from analysis.load import EXTRA_COLUMNS, ResultError, latest_run, load_results, load_run, read_result
 
 FIXTURE = Path(__file__).parent / "fixtures" / "result_small.json"
@@ -62,17 +66,52 @@ def test_extra_info_is_flattened_with_numbers_as_floats(raw, frame):
     assert accuracy["options"] == {"num_buckets": 120}
 
 
-def test_p95_prefers_data_then_extra_info_then_max(raw, frame):
+def test_p95_prefers_data_then_max(raw, frame):
     with_data = entry(raw, "lookup/hash/synthetic-zipf/1000/32")
     got = row(frame, "lookup/hash/synthetic-zipf/1000/32")
     assert got["p95_source"] == "data"
     assert got["p95_s"] == pytest.approx(np.percentile(with_data["stats"]["data"], 95))
-    from_suite = row(frame, "lookup/qr/synthetic-zipf/1000/32")
-    assert from_suite["p95_source"] == "extra_info"
-    assert from_suite["p95_s"] == entry(raw, "lookup/qr/synthetic-zipf/1000/32")["extra_info"]["p95_seconds"]
     fallback = row(frame, "lookup/full/synthetic-zipf/1000/32")
     assert fallback["p95_source"] == "max"
     assert fallback["p95_s"] == entry(raw, "lookup/full/synthetic-zipf/1000/32")["stats"]["max"]
+    # `p95_seconds` was read but never written by bench: the schema dropped it, and a file holding it
+    # keeps it as an undeclared column that no table reads.
+    undeclared = entry(raw, "lookup/qr/synthetic-zipf/1000/32")
+    got = row(frame, "lookup/qr/synthetic-zipf/1000/32")
+    assert got["p95_source"] == "max" and got["p95_s"] == undeclared["stats"]["max"]
+    assert got["p95_seconds"] == undeclared["extra_info"]["p95_seconds"] and "p95_seconds" not in schema.FIELD
+
+
+def v2_copy(raw: dict) -> dict:
+    """`raw` as bench writes it in schema 2: every record and not_run entry names its `dataset`."""
+    data = json.loads(json.dumps(raw))
+    data["membed"]["schema_version"] = 2
+    for record in [b["extra_info"] for b in data["benchmarks"]] + data["membed"]["not_run"]:
+        record.update(schema_version=2, dataset=record.pop("vocab"))
+    return data
+
+
+def test_schema_1_and_schema_2_files_load_the_same_frame(tmp_path, raw, frame):
+    assert {b["extra_info"]["schema_version"] for b in raw["benchmarks"]} == {1}
+    assert "vocab" in raw["benchmarks"][0]["extra_info"] and "vocab" not in frame.columns
+    assert row(frame, "accuracy/mixed_dim/ml-1m/5x")["dataset"] == "ml-1m"  # a not_run entry
+    path = tmp_path / "v2.json"
+    path.write_text(json.dumps(v2_copy(raw)))
+    v2 = load_results([path])
+    pd.testing.assert_frame_equal(v2.drop(columns="source"), frame.drop(columns="source"))
+    # One file of each version: rows of both, one `dataset` column.
+    both = load_results([FIXTURE, path])
+    assert both["dataset"].notna().all() and len(both) == 2 * len(frame)
+
+
+def test_a_schema_1_memory_case_not_run_with_sizes_reads_as_projected(tmp_path, raw):
+    data = json.loads(json.dumps(raw))
+    measured = next(b for b in data["benchmarks"] if b["extra_info"]["case"] == "memory/qr/synthetic-zipf/1000/32")
+    data["membed"]["not_run"].append({**measured["extra_info"], "status": "failed", "reason": "killed"})
+    path = tmp_path / "v1.json"
+    path.write_text(json.dumps(data))
+    failed = load_results([path]).query("status == 'failed' and suite == 'memory'")
+    assert failed["projected"].tolist() == [True]
 
 
 def test_failed_and_skipped_cases_keep_their_reason_and_no_stats(frame):
@@ -119,7 +158,7 @@ def test_latest_run_is_the_newest_file_anywhere_under_storage(tmp_path):
         ("{not json", "not valid JSON"),
         ("[1, 2]", "expected a JSON object"),
         ('{"machine_info": {}}', "no `benchmarks` list"),
-        ('{"benchmarks": [], "membed": {"schema_version": 2}}', "incompatible schema_version 2"),
+        ('{"benchmarks": [], "membed": {"schema_version": 3}}', "incompatible schema_version 3. This report reads: 1, 2"),
     ],
 )
 def test_unusable_files_raise_one_line_errors(tmp_path, content, message):
@@ -143,7 +182,7 @@ def test_an_entry_with_an_unknown_schema_version_is_rejected(tmp_path, raw):
 # --- frames: pure helpers ------------------------------------------------------
 
 
-def test_mse_vs_full_uses_the_full_baseline_of_the_same_vocab(frame):
+def test_mse_vs_full_uses_the_full_baseline_of_the_same_dataset(frame):
     derived = frames.with_baseline_mse(frame)
     qr = row(derived, "accuracy/qr/ml-100k/5x")
     assert qr["full_val_mse"] == pytest.approx(0.90)
@@ -158,7 +197,7 @@ def test_mse_vs_full_uses_the_full_baseline_of_the_same_vocab(frame):
 def test_pareto_front_keeps_only_undominated_rows_per_group():
     data = pd.DataFrame(
         {
-            "vocab": ["a"] * 6 + ["b"] * 2,
+            "dataset": ["a"] * 6 + ["b"] * 2,
             "vocab_size": [10] * 6 + [20] * 2,
             "name": ["cheap", "mid", "dominated", "same-cost-worse", "twin", "no-mse", "b1", "b2"],
             "param_bytes": [1, 2, 3, 2, 1, 0.5, 5, 4],
@@ -171,7 +210,7 @@ def test_pareto_front_keeps_only_undominated_rows_per_group():
 
 def test_pareto_table_on_the_fixture(frame):
     table = frames.pareto_table(frames.with_baseline_mse(frame)).frame
-    ml = table[table["vocab"] == "ml-100k"]
+    ml = table[table["dataset"] == "ml-100k"]
     assert list(zip(ml["strategy"], ml["preset"], strict=True)) == [
         ("qr", "100x"),
         ("qr", "20x"),
@@ -200,28 +239,30 @@ def test_suite_tables_keep_failed_and_skipped_rows(frame):
     failed = lookup[lookup["status"] == "failed"]
     assert len(failed) == 1 and "OOM" in failed["reason"].iloc[0]
     accuracy = tables["accuracy"].frame
-    assert accuracy.loc[accuracy["status"] == "skipped", "vocab"].tolist() == ["ml-1m"]
+    assert accuracy.loc[accuracy["status"] == "skipped", "dataset"].tolist() == ["ml-1m"]
     memory = tables["memory"].frame
     assert "projected" in memory and "status" not in memory  # nothing failed there
     assert memory.groupby("vocab_size")["strategy"].first().eq("full").all()  # baseline leads each group
 
 
-def test_deltas_are_long_with_percent_of_old():
+def test_deltas_are_long_with_percent_of_the_baseline():
     old = pd.DataFrame({"case": ["a", "b", "gone"], "x": [2.0, 0.0, 1.0], "y": [np.nan, 1.0, 1.0]})
     new = pd.DataFrame({"case": ["a", "b", "added"], "x": [3.0, 1.0, 5.0], "y": [np.nan, 0.5, 1.0]})
-    long = frames.deltas(old, new, ["case"], ["x", "y"]).set_index(["case", "metric"])
-    assert long.loc[("a", "x"), ["old", "new", "delta", "delta %"]].tolist() == [2.0, 3.0, 1.0, 50.0]
+    long = compare.deltas(old, new, ["x", "y"])
+    assert list(long.columns) == ["case", *compare.DELTA_COLUMNS]
+    long = long.set_index(["case", "field"])
+    assert long.loc[("a", "x"), ["baseline", "result", "delta", "delta %"]].tolist() == [2.0, 3.0, 1.0, 50.0]
     assert np.isnan(long.loc[("b", "x"), "delta %"])  # relative to 0 is undefined
     assert long.loc[("b", "y"), "delta %"] == -50.0
     assert ("a", "y") not in long.index  # neither side has it
-    assert np.isnan(long.loc[("gone", "x"), "new"]) and np.isnan(long.loc[("added", "x"), "old"])
+    assert np.isnan(long.loc[("gone", "x"), "result"]) and np.isnan(long.loc[("added", "x"), "baseline"])
 
 
 def test_compare_frame_shows_metric_changes_and_status_changes(frame):
     new = frame.copy()
     new.loc[new["case"] == "memory/qr/synthetic-zipf/1000/32", "params"] += 10
     new = new[new["case"] != "train_step/qr/synthetic-zipf/100000/32"]
-    long = frames.compare_frame(frame, new)
+    long = compare.compare_frame(frame, new)
     params = long[(long["case"] == "memory/qr/synthetic-zipf/1000/32") & (long["metric"] == "params")].iloc[0]
     assert params["delta"] == 10 and params["status"] == "ok"
     gone = long[long["case"] == "train_step/qr/synthetic-zipf/100000/32"]
@@ -282,15 +323,15 @@ def test_changed_rows_ignore_float_noise_and_keep_status_changes(frame):
     new["param_bytes"] = new["param_bytes"] * (1 + 1e-12)  # noise
     new.loc[new["case"] == "memory/qr/synthetic-zipf/1000/32", "params"] += 10
     new = new[new["case"] != "train_step/qr/synthetic-zipf/100000/32"]
-    long = frames.compare_frame(frame, new)
-    changed = frames.changed_rows(long)
+    long = compare.compare_frame(frame, new)
+    changed = compare.changed_rows(long)
     assert set(zip(changed["case"], changed["metric"])) >= {("memory/qr/synthetic-zipf/1000/32", "params")}
     assert "param MiB" not in set(changed.loc[changed["status"] == "ok", "metric"])
     assert set(changed["case"]) == {"memory/qr/synthetic-zipf/1000/32", "train_step/qr/synthetic-zipf/100000/32"}
-    assert frames.compare_counts(long) == {
+    assert compare.compare_counts(long) == {
         "compared": frame["case"].nunique() - 1,
         "changed": 1,
         "only_old": 1,
         "only_new": 0,
     }
-    assert frames.changed_rows(frames.compare_frame(frame, frame)).empty
+    assert compare.changed_rows(compare.compare_frame(frame, frame)).empty

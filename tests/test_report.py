@@ -86,7 +86,7 @@ def test_json_has_the_tables_and_the_cases(capsys):
     titles = [t["title"] for t in document["tables"]]
     assert "Pareto front: memory vs val MSE" in titles
     pareto = next(t for t in document["tables"] if t["title"].startswith("Pareto"))
-    assert {"ml-100k", "synthetic-planted"} == {r["vocab"] for r in pareto["rows"]}
+    assert {"ml-100k", "synthetic-planted"} == {r["dataset"] for r in pareto["rows"]}
     assert any(c["case"] == ACCURACY for c in document["cases"])
 
 
@@ -123,7 +123,7 @@ def test_compare_shows_old_new_and_deltas(tmp_path, capsys, raw):
 
     code, out, _ = run(capsys, "--compare", FIXTURE, new, "--format", "markdown")
     assert code == 0 and "## compare: accuracy" in out
-    header = next(line for line in out.splitlines() if line.startswith("| vocab"))
+    header = next(line for line in out.splitlines() if line.startswith("| dataset"))
     assert [c.strip() for c in header.strip("|").split("|")][-4:] == ["old", "new", "delta", "delta %"]
     assert "|    +100 |" in out
 

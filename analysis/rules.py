@@ -1,0 +1,208 @@
+"""The gate's limits and its rules: one small rule object per gated field, applied to a deltas frame.
+
+`GateRules` holds the limits (the `[tool.membed.gate]` table of a pyproject.toml,
+see `analysis.gate`). `rules_for(limits)` turns them into rule objects, one per
+field that `analysis.schema` gives a gate treatment:
+
+- `exact`: `DifferenceRule` on params (`params_growth`) or on bytes (`bytes_growth`);
+- `peak`, `peak_rss`: `PeakRule`, growth past `peak_mem_rel` AND past
+  `peak_mem_abs_mib` (allocator peaks) or `peak_rss_abs_mib` (peak RSS);
+- `ratio`: `PercentageRule`, growth past `gather_ratio_rel` of the baseline;
+- `accuracy`: `DifferenceRule` past `val_mse_abs`.
+
+A rule reads the long frame of `analysis.compare.deltas` (case, field,
+baseline, result, delta, delta %) and returns its findings: growth past the
+allowed change is a regression, the mirror image an improvement.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis import schema
+from analysis.load import ResultError
+
+FINDING_COLUMNS = ["case", "rule", "field", "baseline", "result", "delta", "delta %", "limit"]
+
+
+@dataclass(frozen=True)
+class GateRules:
+    """The gate's limits; see the module docstring for what each one means.
+
+    Args:
+        params_growth: parameters a case may gain (absolute).
+        bytes_growth: bytes param_bytes or index_bytes may gain (absolute).
+        peak_mem_rel: relative growth of a peak that, together with the
+            absolute one, fails.
+        peak_mem_abs_mib: absolute growth of an allocator peak, in MiB.
+        peak_rss_abs_mib: absolute growth of a peak RSS, in MiB.
+        gather_ratio_rel: relative growth of gather_ratio that fails.
+        val_mse_abs: absolute growth of the final val MSE that fails.
+        missing_fails: whether a baseline case missing or failed in the result fails.
+
+    Example:
+        >>> GateRules.from_mapping({"val_mse_abs": 0.02}, "flags").val_mse_abs
+        0.02
+    """
+
+    params_growth: float = 0.0
+    bytes_growth: float = 0.0
+    peak_mem_rel: float = 0.10
+    peak_mem_abs_mib: float = 1.0
+    peak_rss_abs_mib: float = 1.0
+    gather_ratio_rel: float = 0.30
+    val_mse_abs: float = 0.01
+    missing_fails: bool = True
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], where: str, base: GateRules | None = None) -> GateRules:
+        """`base` (default: the defaults) with `values` applied; one-line `ResultError` on a bad key or value."""
+        base = base or cls()
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        updates: dict[str, Any] = {}
+        for key, value in values.items():
+            if key not in fields:
+                raise ResultError(f"{where}: unknown gate key {key!r}. Valid keys: {', '.join(fields)}.")
+            if key == "missing_fails":
+                if not isinstance(value, bool):
+                    raise ResultError(f"{where}: `missing_fails` must be true or false, got {value!r}.")
+            elif isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise ResultError(f"{where}: `{key}` must be a number >= 0, got {value!r}.")
+            else:
+                value = float(value)
+            updates[key] = value
+        return dataclasses.replace(base, **updates)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A limit on how much one field may grow from the baseline; subclasses say how much.
+
+    Args:
+        name: the limit's key in `GateRules`, shown in a finding's `rule` column.
+        field: the gated field.
+    """
+
+    name: str
+    field: str
+
+    def allowed(self, baseline: pd.Series) -> pd.Series:
+        """The growth allowed at each baseline value."""
+        raise NotImplementedError
+
+    @property
+    def limit(self) -> str:
+        """How a regression's limit reads, e.g. `> +10% and > +16 MiB`."""
+        raise NotImplementedError
+
+    def findings(self, deltas: pd.DataFrame) -> pd.DataFrame:
+        """The rows of `deltas` (of any field) where this rule's field moved past the limit, with `kind`.
+
+        A change past the limit upward is a `regression`, downward an
+        `improvement`; a row missing either side is neither.
+        """
+        rows = deltas[deltas["field"] == self.field]
+        allowed = self.allowed(rows["baseline"])
+        parts = []
+        for kind, hit in (("regression", rows["delta"] > allowed), ("improvement", -rows["delta"] > allowed)):
+            if hit.any():
+                limit = self.limit if kind == "regression" else self.limit.replace("> +", "< -")
+                parts.append(rows[hit].assign(rule=self.name, limit=limit, kind=kind))
+        if not parts:
+            return pd.DataFrame(columns=[*FINDING_COLUMNS, "kind"])
+        return pd.concat(parts).reindex(columns=[*FINDING_COLUMNS, "kind"])
+
+
+@dataclass(frozen=True)
+class DifferenceRule(Rule):
+    """Fails past an absolute growth: `threshold` (in `unit`, named in the limit when given)."""
+
+    threshold: float = 0.0
+    unit: str = ""
+
+    def allowed(self, baseline: pd.Series) -> pd.Series:
+        return pd.Series(self.threshold, index=baseline.index)
+
+    @property
+    def limit(self) -> str:
+        return f"> +{self.threshold:g}" + (f" {self.unit}" if self.unit else "")
+
+
+@dataclass(frozen=True)
+class PercentageRule(Rule):
+    """Fails past a growth of `fraction` of the baseline's magnitude."""
+
+    fraction: float = 0.0
+
+    def allowed(self, baseline: pd.Series) -> pd.Series:
+        return baseline.abs() * self.fraction
+
+    @property
+    def limit(self) -> str:
+        return f"> +{self.fraction:.0%}"
+
+
+@dataclass(frozen=True)
+class PeakRule(Rule):
+    """Fails past both a relative growth (`fraction`) and an absolute one (`floor_mib` MiB).
+
+    Allocator noise on tiny tables moves a peak by a large fraction of a few
+    MiB; both limits must be passed, so the larger of the two is the one in force.
+    """
+
+    fraction: float = 0.0
+    floor_mib: float = 0.0
+
+    def allowed(self, baseline: pd.Series) -> pd.Series:
+        return np.maximum(baseline.abs() * self.fraction, self.floor_mib * schema.MIB)
+
+    @property
+    def limit(self) -> str:
+        return f"> +{self.fraction:.0%} and > +{self.floor_mib:g} MiB"
+
+
+def rule_for(field: schema.Field, limits: GateRules) -> Rule:
+    """The rule of one field with a gate treatment, under `limits`.
+
+    Raises:
+        ValueError: the field has no treatment, or an `exact` field counts neither params nor bytes.
+
+    Example:
+        >>> rule_for(schema.FIELD["params"], GateRules()).limit
+        '> +0 params'
+    """
+    treatment = field.gate
+    if treatment == "exact":
+        growth = {"params": "params_growth", "bytes": "bytes_growth"}.get(field.unit)
+        if growth is None:
+            raise ValueError(f"field {field.name!r}: `exact` gates a unit of params or bytes, not {field.unit!r}.")
+        return DifferenceRule(growth, field.name, threshold=getattr(limits, growth), unit=field.unit)
+    if treatment == "peak":
+        return PeakRule("peak_mem", field.name, fraction=limits.peak_mem_rel, floor_mib=limits.peak_mem_abs_mib)
+    if treatment == "peak_rss":
+        return PeakRule("peak_rss", field.name, fraction=limits.peak_mem_rel, floor_mib=limits.peak_rss_abs_mib)
+    if treatment == "ratio":
+        return PercentageRule("gather_ratio_rel", field.name, fraction=limits.gather_ratio_rel)
+    if treatment == "accuracy":
+        return DifferenceRule("val_mse_abs", field.name, threshold=limits.val_mse_abs)
+    valid = ", ".join(schema.GATE_TREATMENTS)
+    raise ValueError(f"field {field.name!r}: invalid gate treatment {treatment!r}. Use one of: {valid}.")
+
+
+def rules_for(limits: GateRules, fields: Sequence[schema.Field] = schema.FIELDS) -> list[Rule]:
+    """One rule per field of `fields` that has a gate treatment, in the fields' order."""
+    return [rule_for(field, limits) for field in fields if field.gate is not None]
+
+
+def apply_rules(deltas: pd.DataFrame, rules: Sequence[Rule]) -> pd.DataFrame:
+    """Every rule's findings on `deltas`, by case (stable: within a case, in the rules' order), with `kind`."""
+    parts = [part for part in (rule.findings(deltas) for rule in rules) if len(part)]
+    if not parts:
+        return pd.DataFrame(columns=[*FINDING_COLUMNS, "kind"])
+    return pd.concat(parts, ignore_index=True).sort_values(["case"], kind="stable").reset_index(drop=True)

@@ -1,0 +1,484 @@
+"""The result schema, declared once: every field a benchmark case records, and every suite.
+
+bench/ writes records with these fields (`EXTRA_INFO_KEYS`, checked by
+`check_record`), analysis/ reads them (the loader's columns, the report's labels
+and units, the gate's treatment of each field), and bench/README.md's schema
+table is `markdown_table()`. Adding a field is one `Field` in `FIELDS`; adding a
+suite is one `Suite` in `SUITES` (or `declare_suite` from the suite's module).
+
+Standard library only: bench's collection and the report both import it
+without TensorFlow or pandas.
+
+Schema versions: 1 named a case's dataset `vocab`; 2 names it `dataset`
+(`v1_to_v2`). `upgrade` brings a record of any supported version to this one.
+
+Example:
+    python -m analysis.schema     # prints the README's table
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable
+
+SCHEMA_VERSION = 2
+SUPPORTED_SCHEMA_VERSIONS = (1, 2)
+WHERE = "analysis/schema.py: FIELDS"
+
+# The type of a field's value when it applies; `nullable` fields may also be null.
+TYPES = ("str", "int", "float", "bool", "dict", "list[float]")
+# Where a field comes from: a case's record (benchmark.extra_info, a not_run entry),
+# the loader (pytest-benchmark's own entry and stats), or the report's derivations.
+ORIGINS = ("record", "loader", "derived")
+# How the regression gate treats a field; the limits are `[tool.membed.gate]`'s.
+GATE_TREATMENTS = {
+    "exact": "fails when it grows by more than `params_growth` (a count of params) or `bytes_growth` (bytes)",
+    "peak": "fails when it grows by more than `peak_mem_rel` and by more than `peak_mem_abs_mib`",
+    "peak_rss": "fails when it grows by more than `peak_mem_rel` and by more than `peak_rss_abs_mib`",
+    "ratio": "fails when it grows by more than `gather_ratio_rel` of the baseline's value",
+    "accuracy": "fails when it grows by more than `val_mse_abs`",
+}
+# What a suite's benchmark timing measures.
+SUITE_KINDS = {
+    "isolated-memory": "sizes and peak memory measured in a fresh process; its timing is bookkeeping",
+    "reference": "the bare tf.gather that the paired suites are timed against",
+    "paired": "timed against the bare gather in the same rounds, on the same batches (`gather_ratio`)",
+    "fit": "trains a rating model; its timing is the fit",
+}
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Field:
+    """One result field: what it holds, how the report shows it, how the gate treats it.
+
+    Args:
+        name: the key in a record (`extra_info`) or the loader's column name.
+        type: one of `TYPES`, the value's type when the field applies.
+        description: one line, for bench/README.md's table.
+        unit: what one unit of the value is (`bytes`, `s`, `params`, ...); "" for text.
+        label: the report's column label; None when the report shows no column for it.
+        scale: multiplies the value into the label's unit (bytes -> MiB: 1 / 2**20).
+        suites: the suites that write a value; None: every suite.
+        gate: one of `GATE_TREATMENTS`, or None when the gate ignores the field.
+        nullable: whether null is a valid value where the field applies.
+        origin: one of `ORIGINS`.
+        latency: a timing of the suite's rounds, shown only for suites whose `Suite.latency` is true.
+
+    Example:
+        >>> FIELD["param_bytes"].label, FIELD["param_bytes"].gate
+        ('param MiB', 'exact')
+    """
+
+    name: str
+    type: str
+    description: str
+    unit: str = ""
+    label: str | None = None
+    scale: float = 1.0
+    suites: tuple[str, ...] | None = None
+    gate: str | None = None
+    nullable: bool = False
+    origin: str = "record"
+    latency: bool = False
+
+    def __post_init__(self) -> None:
+        if self.type not in TYPES:
+            raise ValueError(f"Field {self.name!r}: invalid `type` {self.type!r}. Use one of: {', '.join(TYPES)}.")
+        if self.origin not in ORIGINS:
+            raise ValueError(
+                f"Field {self.name!r}: invalid `origin` {self.origin!r}. Use one of: {', '.join(ORIGINS)}."
+            )
+        if self.gate is not None and self.gate not in GATE_TREATMENTS:
+            raise ValueError(
+                f"Field {self.name!r}: invalid `gate` {self.gate!r}. Use None or one of: {', '.join(GATE_TREATMENTS)}."
+            )
+
+    @property
+    def numeric(self) -> bool:
+        """Whether the loader stores the field as float64 (ints too: a column may hold nulls)."""
+        return self.type in ("int", "float")
+
+    @property
+    def type_text(self) -> str:
+        """The README's type cell: `int`, `str or null`, ..."""
+        return f"{self.type} or null" if self.nullable else self.type
+
+    def accepts(self, value: Any) -> bool:
+        """Whether `value` has this field's type (null where nullable; a bool is no number).
+
+        Example:
+            >>> FIELD["params"].accepts(3), FIELD["params"].accepts(True), FIELD["reason"].accepts(None)
+            (True, False, True)
+        """
+        if value is None:
+            return self.nullable
+        python = {"str": str, "int": int, "float": (int, float), "bool": bool, "dict": dict, "list[float]": list}
+        if self.type != "bool" and isinstance(value, bool):
+            return False
+        return isinstance(value, python[self.type])
+
+
+@dataclass(frozen=True)
+class Suite:
+    """One benchmark suite, as the report and the harness see it.
+
+    Args:
+        name: the `suite` field of its records.
+        kind: one of `SUITE_KINDS`.
+        latency: whether its benchmark timing is a result worth a column
+            (median, p95); the memory and fit suites' timings are bookkeeping.
+        covers_strategies: whether every selected strategy must have a case in it.
+        description: one line, for the README.
+
+    Example:
+        >>> SUITES["lookup"].kind, SUITES["lookup"].latency
+        ('paired', True)
+    """
+
+    name: str
+    kind: str
+    latency: bool
+    covers_strategies: bool
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in SUITE_KINDS:
+            raise ValueError(
+                f"Suite {self.name!r}: invalid `kind` {self.kind!r}. Use one of: {', '.join(SUITE_KINDS)}."
+            )
+
+
+# The suites in report order.
+SUITES: dict[str, Suite] = {
+    suite.name: suite
+    for suite in (
+        Suite("memory", "isolated-memory", False, True, "sizes and peak memory of build + lookup and of a train step"),
+        Suite("lookup", "paired", True, True, "a compiled forward pass over a fresh batch per round"),
+        Suite("gather", "reference", True, False, "the bare tf.gather from a full float32 table"),
+        Suite("train_step", "paired", True, True, "one compiled Adam step on an MSE loss"),
+        Suite("blocks", "paired", True, False, "mixed_dim against example_md as blocks are added"),
+        Suite("accuracy", "fit", False, True, "the example's rating model trained with each strategy"),
+        Suite("pipeline", "fit", False, False, "one epoch of the example's memory-efficient model, three ways"),
+    )
+}
+
+
+def declare_suite(suite: Suite) -> Suite:
+    """Adds `suite` to `SUITES` (after the declared ones) and returns it; the name views below follow.
+
+    Raises:
+        ValueError: another suite of that name is declared.
+    """
+    known = SUITES.get(suite.name)
+    if known is not None and known != suite:
+        raise ValueError(f"Suite {suite.name!r} is already declared as {known}.")
+    SUITES[suite.name] = suite
+    return suite
+
+
+class SuiteNames(Sequence):
+    """The names of the declared suites that satisfy a predicate, read from `SUITES` at each use.
+
+    A tuple would miss a suite declared after import; this compares equal to the tuple it reads as.
+    """
+
+    def __init__(self, keep: Callable[[Suite], bool], doc: str) -> None:
+        self._keep = keep
+        self.__doc__ = doc
+
+    def _names(self) -> tuple[str, ...]:
+        return tuple(name for name, suite in SUITES.items() if self._keep(suite))
+
+    def __getitem__(self, index):
+        return self._names()[index]
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()
+
+    def __eq__(self, other: object) -> bool:
+        return tuple(self) == tuple(other) if isinstance(other, (tuple, list, SuiteNames)) else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._names())
+
+    def __repr__(self) -> str:
+        return repr(self._names())
+
+
+SUITE_ORDER = SuiteNames(lambda suite: True, "Every declared suite, in report order.")
+PAIRED_SUITES = SuiteNames(lambda suite: suite.kind == "paired", "Suites timed against the bare gather.")
+LATENCY_SUITES = SuiteNames(lambda suite: suite.latency, "Suites whose benchmark timing is a result.")
+STRATEGY_SUITES = SuiteNames(
+    lambda suite: suite.covers_strategies, "Suites that must hold a case for every selected strategy."
+)
+
+_SIZED = ("memory", "gather", "lookup", "train_step", "blocks", "accuracy")
+_ADMITTED = ("memory", "lookup", "train_step", "blocks")
+_FITTED = ("accuracy", "pipeline")
+_MEMORY = ("memory",)
+_PAIRED = ("lookup", "train_step", "blocks")
+
+# Every record field, in bench/README.md's order.
+FIELDS: tuple[Field, ...] = (
+    Field("schema_version", "int", f"{SCHEMA_VERSION} (1: files written before `vocab` was renamed `dataset`)"),
+    Field("case", "str", "stable id: `suite/strategy/dataset/vocab_size/dim` "
+          "(accuracy, pipeline: `suite/<pair>/<dataset>/<preset>`)"),
+    Field("suite", "str", "a suite of `analysis.schema.SUITES`: `memory`, `lookup`, `gather`, `train_step`, ..."),
+    Field("status", "str", "`ok` or `failed` (a failed case still has an entry; its stats are meaningless); "
+          "`not_run` entries also `skipped` or `interrupted`"),
+    Field("reason", "str", "why it failed or did not run", nullable=True),
+    Field("strategy", "str", "registry name; accuracy: `user_strategy+item_strategy` when they differ; "
+          "`gather` for the reference rows"),
+    Field("options", "dict", "the resolved constructor options, as the built layer holds them; "
+          'accuracy: `{"user": {...}, "item": {...}}`; gather: `{"table_rows": n}`'),
+    Field("preset", "str", "accuracy: `5x`, `20x`, `100x`, `example`, `baseline`; blocks: `3-blocks`, ...",
+          nullable=True),
+    Field("dataset", "str", "`synthetic-zipf`, `synthetic-uniform`, `synthetic-planted`, or a MovieLens name "
+          "`ml-100k` ... (`vocab` in schema 1)"),
+    Field("vocab_size", "int", "number of ids (accuracy, pipeline: users + items)", unit="ids"),
+    Field("dim", "int", "base dimension", unit="values"),
+    Field("batch_size", "int", "ids per lookup or training step", unit="ids"),
+    Field("params", "int", "parameter count (== layer.count_params())", unit="params", label="params",
+          suites=(*_SIZED, "pipeline"), gate="exact"),
+    Field("param_bytes", "int", "bytes of parameters by their storage dtype", unit="bytes", label="param MiB",
+          scale=1 / MIB, suites=_SIZED, gate="exact"),
+    Field("index_bytes", "int", "bytes of non-parameter id-mapping state", unit="bytes", label="index MiB",
+          scale=1 / MIB, suites=_SIZED, gate="exact"),
+    Field("train_state_bytes", "int", "parameters in their storage dtype + 2 float32 Adam slots per trainable "
+          "parameter + index", unit="bytes", suites=_SIZED),
+    Field("compression", "float", "a float32 full table's bytes / (param_bytes + index_bytes) at the same "
+          "vocab_size and dim", unit="x", label="compression (bytes)", suites=(*_SIZED, "pipeline")),
+    Field("projected", "bool", "true: the case did not run at its size; its sizes come from the cost formulas",
+          suites=_ADMITTED, nullable=True),
+    Field("peak_alloc_bytes_lookup", "int", "TF allocator peak for build + one lookup (the built layer plus "
+          "the lookup)", unit="bytes", label="peak alloc MiB lookup", scale=1 / MIB, suites=_MEMORY, gate="peak",
+          nullable=True),
+    Field("peak_rss_bytes_lookup", "int", "process peak RSS over the process baseline, build + one lookup",
+          unit="bytes", label="peak RSS MiB lookup", scale=1 / MIB, suites=_MEMORY, gate="peak_rss", nullable=True),
+    Field("peak_alloc_bytes_train", "int", "TF allocator peak for one Adam training step", unit="bytes",
+          label="peak alloc MiB train", scale=1 / MIB, suites=_MEMORY, gate="peak", nullable=True),
+    Field("peak_rss_bytes_train", "int", "process peak RSS over the process baseline, up to one Adam step",
+          unit="bytes", label="peak RSS MiB train", scale=1 / MIB, suites=_MEMORY, gate="peak_rss", nullable=True),
+    Field("gather_ratio", "float", "this case's median / the bare tf.gather's median, timed round by round on "
+          "the same batches", unit="x", label="gather_ratio", suites=_PAIRED, gate="ratio", nullable=True),
+    Field("val_mse", "float", "validation MSE after the final epoch", unit="rating^2", label="val MSE",
+          suites=_FITTED, gate="accuracy", nullable=True),
+    Field("val_mae", "float", "validation MAE after the final epoch", unit="rating", suites=_FITTED, nullable=True),
+    Field("val_rmse", "float", "validation RMSE after the final epoch", unit="rating", suites=_FITTED, nullable=True),
+    Field("val_mse_per_epoch", "list[float]", "validation MSE per epoch", unit="rating^2", label="val MSE per epoch",
+          suites=_FITTED, nullable=True),
+    Field("val_mae_per_epoch", "list[float]", "validation MAE per epoch", unit="rating", suites=_FITTED,
+          nullable=True),
+    Field("val_rmse_per_epoch", "list[float]", "validation RMSE per epoch", unit="rating", suites=_FITTED,
+          nullable=True),
+    Field("train_mse_per_epoch", "list[float]", "training MSE per epoch", unit="rating^2", suites=_FITTED,
+          nullable=True),
+    Field("epochs", "int", "epochs trained", unit="epochs", suites=_FITTED, nullable=True),
+    Field("noise_floor_mse", "float", "synthetic-planted only: sigma**2", unit="rating^2", suites=("accuracy",),
+          nullable=True),
+    Field("excess_mse", "float", "val_mse - noise_floor_mse", unit="rating^2", label="excess MSE",
+          suites=("accuracy",), nullable=True),
+    Field("fit_seconds", "float", "wall time of the fit (pipeline: the median of its fits)", unit="s",
+          label="fit s", suites=_FITTED, nullable=True),
+    Field("speedup_vs_example", "float", "the example pipeline's median fit time / this pipeline's", unit="x",
+          label="speedup vs example", suites=("pipeline",), nullable=True),
+    Field("val_mse_delta_vs_example", "float", "this pipeline's final val_mse - the example pipeline's",
+          unit="rating^2", label="val MSE vs example", suites=("pipeline",), nullable=True),
+)
+
+# The loader's columns from pytest-benchmark's own entry and the file (analysis.load), in the frame's order.
+LOADER_FIELDS: tuple[Field, ...] = (
+    Field("name", "str", "pytest-benchmark's test name", origin="loader", nullable=True),
+    Field("fullname", "str", "the case's pytest node id", origin="loader", nullable=True),
+    Field("median_s", "float", "median round", unit="s", label="median ms", scale=1e3, origin="loader",
+          nullable=True, latency=True),
+    Field("mean_s", "float", "mean round", unit="s", origin="loader", nullable=True),
+    Field("p95_s", "float", "95th percentile of the rounds (stats.data), else stats.max", unit="s",
+          label="p95 ms", scale=1e3, origin="loader", nullable=True, latency=True),
+    Field("p95_source", "str", "where p95_s came from: `data` or `max`", origin="loader", nullable=True),
+    Field("rounds", "int", "timed rounds", unit="rounds", origin="loader", nullable=True),
+    Field("source", "str", "the file the case was read from", origin="loader"),
+    Field("profile", "str", "the run's profile (`membed.profile`)", origin="loader", nullable=True),
+)
+
+# Columns the report derives (analysis.frames.with_baseline_mse).
+DERIVED_FIELDS: tuple[Field, ...] = (
+    Field("full_val_mse", "float", "val_mse of the full baseline of the same suite and dataset", unit="rating^2",
+          origin="derived", nullable=True),
+    Field("mse_vs_full", "float", "val_mse - full_val_mse", unit="rating^2", label="MSE vs full",
+          origin="derived", nullable=True),
+    Field("mse_vs_full_pct", "float", "mse_vs_full / full_val_mse, in percent", unit="%", label="MSE vs full %",
+          origin="derived", nullable=True),
+)
+
+FIELD: dict[str, Field] = {field.name: field for field in (*FIELDS, *LOADER_FIELDS, *DERIVED_FIELDS)}
+EXTRA_INFO_KEYS = tuple(field.name for field in FIELDS)
+# The columns of a suite table, in the order the report shows them.
+REPORT_METRICS: tuple[str, ...] = (
+    "params",
+    "compression",
+    "param_bytes",
+    "index_bytes",
+    "peak_alloc_bytes_lookup",
+    "peak_rss_bytes_lookup",
+    "peak_alloc_bytes_train",
+    "peak_rss_bytes_train",
+    "median_s",
+    "p95_s",
+    "gather_ratio",
+    "val_mse",
+    "mse_vs_full",
+    "mse_vs_full_pct",
+    "excess_mse",
+    "fit_seconds",
+    "speedup_vs_example",
+    "val_mse_delta_vs_example",
+)
+GATED_FIELDS = tuple(field.name for field in FIELDS if field.gate is not None)
+PEAK_FIELDS = tuple(field.name for field in FIELDS if field.gate in ("peak", "peak_rss"))
+# Fields that name a case rather than measure it: the rows of a table are grouped and sorted by these.
+KEY_FIELDS = ("dataset", "vocab_size", "strategy", "preset", "dim")
+V1_RENAMES = {"vocab": "dataset"}
+# The accuracy suite's reference pairs, as records name them (`preset`, `strategy`):
+# membed.presets.BASELINE and EXAMPLE, which tests/test_schema.py holds equal to these.
+BASELINE_PRESET, BASELINE_STRATEGY = "baseline", "full"
+EXAMPLE_PRESET, EXAMPLE_STRATEGY = "example", "example_qr+example_md"
+
+
+def fields_of(types: Sequence[str], fields: Sequence[Field] = FIELDS) -> tuple[str, ...]:
+    """The names of `fields` whose type is one of `types`, in order.
+
+    Example:
+        >>> fields_of(["dict"])
+        ('options',)
+    """
+    return tuple(field.name for field in fields if field.type in types)
+
+
+def check_record(record: Mapping[str, Any], where: str = "record", also: Collection[str] = ()) -> None:
+    """Raises ValueError unless every key of `record` is a declared record field of this schema version.
+
+    bench calls it on every record it writes, so that no field reaches a JSON
+    file undeclared. Only the keys are checked: a suite that did not get to a
+    field leaves it null (`Field.accepts` checks a value).
+
+    Args:
+        record: a case's extra_info, or a not_run entry.
+        where: how to name the record in the error (its case id).
+        also: keys allowed besides the fields, such as a not_run entry's `fullname`.
+
+    Example:
+        >>> check_record({"case": "memory/full/synthetic-zipf/1000/64", "vocab": "synthetic-zipf"})
+        Traceback (most recent call last):
+        ...
+        ValueError: record: unknown result field 'vocab' (schema 2 calls it 'dataset'). Declare it in ...
+    """
+    for key in record:
+        if key not in EXTRA_INFO_KEYS and key not in also:
+            hint = f" (schema {SCHEMA_VERSION} calls it {V1_RENAMES[key]!r})" if key in V1_RENAMES else ""
+            raise ValueError(
+                f"{where}: unknown result field {key!r}{hint}. Declare it in {WHERE}; "
+                f"the valid keys are: {', '.join(EXTRA_INFO_KEYS)}."
+            )
+
+
+def v1_to_v2(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """A schema-1 record (or not_run entry) in schema 2; keys schema 2 does not rename stay as they are.
+
+    Two changes: `vocab` is renamed `dataset`, and `projected`, which schema 1
+    did not declare, is set where schema 1's reader inferred it: a memory case
+    that failed or skipped but carries sizes holds them from the cost formulas
+    (the suite fills them before it measures).
+
+    Example:
+        >>> v1_to_v2({"schema_version": 1, "vocab": "ml-100k", "params": 3})
+        {'schema_version': 2, 'dataset': 'ml-100k', 'params': 3}
+    """
+    out: dict[str, Any] = {}
+    for key, value in entry.items():
+        if key in V1_RENAMES:
+            # A record that also holds the new name keeps that one's value.
+            out.setdefault(V1_RENAMES[key], value)
+        else:
+            out[key] = value
+    if "schema_version" in out:
+        out["schema_version"] = 2
+    formula_sizes = out.get("params") is not None and out.get("status") in ("skipped", "failed")
+    if out.get("suite") == "memory" and formula_sizes:
+        out["projected"] = True
+    return out
+
+
+UPGRADES: dict[int, Callable[[Mapping[str, Any]], dict[str, Any]]] = {1: v1_to_v2}
+
+
+def upgrade(entry: Mapping[str, Any], version: int | None = None) -> dict[str, Any]:
+    """`entry`, written under schema `version` (default: its own `schema_version`, else 1), in this schema.
+
+    Raises:
+        ValueError: a version outside `SUPPORTED_SCHEMA_VERSIONS`.
+
+    Example:
+        >>> upgrade({"vocab": "ml-100k"}, 1)
+        {'dataset': 'ml-100k'}
+    """
+    version = (entry.get("schema_version") or 1) if version is None else version
+    if version not in SUPPORTED_SCHEMA_VERSIONS:
+        supported = ", ".join(str(v) for v in SUPPORTED_SCHEMA_VERSIONS)
+        raise ValueError(f"incompatible schema_version {version!r}. This report reads: {supported}.")
+    out = dict(entry)
+    while version < SCHEMA_VERSION:
+        out = UPGRADES[version](out)
+        version += 1
+    return out
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def markdown_table(fields: Sequence[Field] = FIELDS) -> str:
+    """bench/README.md's table of the record fields: one row per field, generated from `FIELDS`.
+
+    The first three columns (key, type, meaning) are what a reader needs; unit,
+    report column, the suites that write a value and the gate's treatment follow.
+    """
+    lines = [
+        "| key | type | meaning | unit | report column | written by | gate |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for field in fields:
+        suites = "every suite" if field.suites is None else ", ".join(field.suites)
+        cells = (
+            field.name,
+            field.type_text,
+            field.description,
+            field.unit,
+            field.label or "",
+            suites,
+            field.gate or "",
+        )
+        lines.append("| " + " | ".join(_cell(cell) for cell in cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m analysis.schema`: prints `markdown_table()`; returns the exit code."""
+    if argv:
+        print(f"usage: python -m analysis.schema (no arguments; got {' '.join(argv)})", file=sys.stderr)
+        return 2
+    print(markdown_table())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
