@@ -1,19 +1,21 @@
-"""Shared machinery of the benchmark suites: options, the grid, fixtures, seeding, and the result JSON.
+"""The pytest hooks and fixtures of the benchmark suites: options, parametrization, the result JSON, the journal.
 
 Options (see bench/README.md): `--profile quick|full`, `--strategies a,b`,
 `--vocab-sizes 1000,1e5`, `--datasets synthetic-zipf,ml-100k`,
 `--measure-timeout SECONDS`, `--allow-download`, `--isolate-above SHARE`,
 `--resume`. A bad value stops the run before anything is collected, with the
-valid values listed.
+valid values listed (`bench/options.py`).
 
-Every suite function is marked `@pytest.mark.suite(NAME)` and takes a `case`
-argument; `pytest_generate_tests` parametrizes it from `grid.cases`. The
-collection fails when a selected strategy has no case in a suite. Each test
-fills `record` (the benchmark's `extra_info`); cases that skip or error before
-producing an entry go to the JSON's `membed.not_run` list with their reason.
-Each finished case is also appended to the run's journal (`analysis.journal`)
-as it finishes, which is what Ctrl-C and `--resume` rely on; cases too big for
-this process run in their own (`bench/isolation.py`).
+Every suite function is decorated by its suite's declaration
+(`@LOOKUP.test`, `bench/grid.py`) and takes a `case` argument;
+`pytest_generate_tests` parametrizes it from `grid.cases`. The collection
+fails when a selected strategy has no case in a suite. Each test fills
+`record` (the benchmark's `extra_info`, `bench/results.py`); cases that skip
+or error before producing an entry go to the JSON's `membed.not_run` list
+with their reason. Each finished case is also appended to the run's journal
+(`analysis.journal`) as it finishes, which is what Ctrl-C and `--resume` rely
+on; cases too big for this process run in their own (`bench/isolation.py`).
+The suites' shared machinery (data, rules, layers, timing) is `bench/harness.py`.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -29,8 +30,8 @@ import psutil  # noqa: E402
 import pytest  # noqa: E402
 
 from analysis import journal  # noqa: E402
-from bench import grid, isolation  # noqa: E402
-from bench.harness import PAIRED_SUITES, ROOT, Harness, release_memory  # noqa: E402
+from bench import grid, isolation, options, results  # noqa: E402
+from bench.harness import ROOT, Harness, release_memory  # noqa: E402
 from membed import measure  # noqa: E402
 
 SELECTION = pytest.StashKey[grid.Selection]()
@@ -52,7 +53,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--vocab-sizes", default=None,
                     help="comma-separated synthetic vocabulary sizes, e.g. 1000,1e5 (default: the profile's)")
     group.addoption("--datasets", default=None,
-                    help=f"comma-separated vocabularies: {', '.join(grid.VOCABS)} (default: the profile's)")
+                    help=f"comma-separated datasets: {', '.join(grid.DATASETS)} (default: the profile's)")
     group.addoption("--measure-timeout", type=float, default=measure.DEFAULT_TIMEOUT_S,
                     help="seconds before a memory-measuring process, or a case's own process, is killed "
                          "(default 600)")
@@ -68,9 +69,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "suite(name): the benchmark suite a bench/ test belongs to")
     try:
-        selection = grid.selection_from_options(
+        selection = options.selection_from_options(
             config.getoption("profile"),
             config.getoption("strategies"),
             config.getoption("vocab_sizes"),
@@ -78,7 +78,7 @@ def pytest_configure(config: pytest.Config) -> None:
             allow_download=config.getoption("allow_download"),
             measure_timeout_s=config.getoption("measure_timeout"),
         )
-    except grid.GridError as error:
+    except options.GridError as error:
         raise pytest.UsageError(f"bench: {error}") from None
     config.stash[SELECTION] = selection
     config.stash[NOT_RUN] = []
@@ -117,16 +117,8 @@ def _make_json_folder(path: Path) -> None:
 
 def _open_journal(config: pytest.Config, path: Path, selection: grid.Selection) -> None:
     """Starts the run's journal, or reopens the one to resume after checking that it is this run's."""
-    run = {
-        "schema_version": grid.SCHEMA_VERSION,
-        "profile": selection.profile.name,
-        "strategies": list(selection.strategies),
-        "vocabs": list(selection.vocabs),
-        "vocab_sizes": list(selection.vocab_sizes),
-        "keyword": config.getoption("keyword", ""),
-        "paths": [str(arg) for arg in config.args],
-        "code_version": journal.code_version(ROOT),
-    }
+    run = results.journal_run(selection, config.getoption("keyword", ""), [str(arg) for arg in config.args],
+                              journal.code_version(ROOT))
     if not config.getoption("resume", False):
         config.stash[JOURNAL] = journal.Writer(path, run)
         return
@@ -153,16 +145,15 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         return []
     return [
         f"membed bench: profile={selection.profile.name} strategies={','.join(selection.strategies)}",
-        f"  vocabs={','.join(selection.vocabs)} vocab_sizes={','.join(map(str, selection.vocab_sizes))}",
+        f"  datasets={','.join(selection.datasets)} vocab_sizes={','.join(map(str, selection.vocab_sizes))}",
     ]
 
 
 # ----- the grid ----------------------------------------------------------------------
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    marker = metafunc.definition.get_closest_marker("suite")
-    if marker is None or "case" not in metafunc.fixturenames:
+    suite = getattr(metafunc.function, "membed_suite", None)
+    if suite is None or "case" not in metafunc.fixturenames:
         return
-    suite = marker.args[0]
     cases = grid.cases(suite, metafunc.config.stash[SELECTION])
     metafunc.parametrize("case", cases, ids=[case.test_id for case in cases])
 
@@ -172,18 +163,18 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     # Coverage is a property of the grid, not of one run's filter (-k, or a node id given on
     # the command line, which collects that case alone): checked over each collected suite's grid.
     selection = config.stash[SELECTION]
-    suites: set[str] = set()
+    suites: dict[str, grid.Suite] = {}
     for item in items:
-        case = _case_of(item)
-        if case is not None:
+        case, suite = _case_of(item), getattr(getattr(item, "function", None), "membed_suite", None)
+        if case is not None and suite is not None:
             item.stash[CASE] = case
-            suites.add(case.suite)
-    for suite in sorted(suites):
-        missing = grid.uncovered(suite, grid.cases(suite, selection), selection)
+            suites[case.suite] = suite
+    for name in sorted(suites):
+        missing = grid.uncovered(name, grid.cases(suites[name], selection), selection)
         if missing:
             raise pytest.UsageError(
-                f"bench: registered strategy {missing[0]!r} has no case in the {suite} suite; "
-                "every suite must be parametrized over the registry (bench/grid.py)."
+                f"bench: registered strategy {missing[0]!r} has no case in the {name} suite; "
+                "every suite must be parametrized over the registry (bench.axes.registered)."
             )
     config.stash[SELECTED] = [item.nodeid for item in items if CASE in item.stash]  # narrowed by -k later
     resumed = config.stash.get(RESUMED, None)
@@ -244,9 +235,8 @@ def pytest_runtest_makereport(item, call):
     if item.stash.get(_LOGGED, False):
         return
     item.stash[_LOGGED] = True
-    entry = {**grid.base_record(case), **record}
-    entry.update(status="skipped" if report.skipped else "failed", reason=reason, fullname=item.nodeid)
-    item.config.stash[NOT_RUN].append(entry)
+    item.config.stash[NOT_RUN].append(
+        results.not_run_entry(case, record, "skipped" if report.skipped else "failed", reason, item.nodeid))
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -262,8 +252,8 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem):
         case = item.stash.get(CASE, None)
         if case is not None:
             config.stash[INTERRUPTED] = True
-            not_run.append({**grid.base_record(case), "status": "interrupted",
-                            "reason": "the run was interrupted (Ctrl-C) during this case", "fullname": item.nodeid})
+            not_run.append(results.not_run_entry(
+                case, None, "interrupted", "the run was interrupted (Ctrl-C) during this case", item.nodeid))
     if writer is None:
         return
     for metadata in timed[timed_before:]:
@@ -287,20 +277,10 @@ def pytest_benchmark_update_json(config: pytest.Config, benchmarks, output_json:
         # Its interrupted case ran again in this run.
         not_run = [entry for entry in resumed.not_run if entry["status"] != "interrupted"] + not_run
     # In the order one uninterrupted run in one process would have written them.
-    order = {fullname: index for index, fullname in enumerate(selected)}
-
-    def run_order(entry: dict) -> int:
-        return order.get(entry["fullname"], len(order))
-
-    output_json["benchmarks"] = sorted(measured + output_json["benchmarks"], key=run_order)
-    not_run = sorted(not_run, key=run_order)
-    output_json["membed"] = {
-        "schema_version": grid.SCHEMA_VERSION,
-        "profile": selection.profile.name if selection else None,
-        "interrupted": config.stash.get(INTERRUPTED, False),
-        "selected": selected,
-        "not_run": not_run,
-    }
+    output_json["benchmarks"] = results.in_run_order(measured + output_json["benchmarks"], selected)
+    output_json["membed"] = results.membed_block(selection.profile.name if selection else None, selected,
+                                                 results.in_run_order(not_run, selected),
+                                                 config.stash.get(INTERRUPTED, False))
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
@@ -346,16 +326,19 @@ def pytest_sessionfinish(session: pytest.Session):
 # ----- fixtures ------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def harness(pytestconfig: pytest.Config) -> Harness:
-    """Per-session helpers: data, gating, layers, timing, the gather reference."""
+    """Per-session helpers: data, rules, layers, timing, the gather reference."""
     return Harness(pytestconfig.stash[SELECTION])
 
 
 @pytest.fixture
-def record(benchmark, case: grid.Case, harness: Harness) -> dict[str, Any]:
-    """The case's `benchmark.extra_info`, pre-filled with every schema key; the test completes it."""
-    if case.suite not in PAIRED_SUITES:
+def record(benchmark, case: grid.Case, harness: Harness) -> results.Record:
+    """The case's `benchmark.extra_info`: every schema field, pre-filled; the test completes it.
+
+    Writing a key that `analysis.schema` does not declare raises ValueError.
+    """
+    if case.kind != "paired":
         harness.drop_reference()  # the last paired case's gather table (up to 2.5 GB)
-    benchmark.extra_info.update(grid.base_record(case))
+    benchmark.extra_info = results.Record(case, benchmark.extra_info)
     yield benchmark.extra_info
-    if case.suite != "memory":  # the memory suite builds nothing in this process
+    if case.kind != "isolated-memory":  # the memory suite builds nothing in this process
         release_memory(benchmark.extra_info.get("param_bytes"))

@@ -1,79 +1,77 @@
-"""The benchmark grid, declared once: profiles, vocabularies, sizes, and the rules that skip a case.
+"""The benchmark grid as data: datasets, profiles, what a run selects, and the cases each suite declares.
 
-Every suite takes its cases from `cases(suite, selection)`: registered
-strategies x vocabularies x sizes x dims. The strategy axis is
-`membed.strategies.names()` read at collection time, so a new strategy file
-shows up in every suite with no edit here. A combination that cannot run
-(an option the strategy rejects at that size, memory that grows with V at a
-size meant for sublinear strategies, too little memory, a dataset that is
-not there) is still a case: it skips at run time with the reason, and the
-run's `not_run` list keeps it.
+A suite declares itself in its test file, asv-style: a `Suite` names its
+measurement kind (`analysis.schema.SUITE_KINDS`), its axes and its skip
+rules (`bench/rules.py`), and decorates its test function:
 
-Vocabularies:
+    LOOKUP = grid.Suite("lookup", "paired", axes=(axes.registered, axes.id_datasets, axes.dims),
+                        rules=rules.SIZE_RULES)
+
+    @LOOKUP.test
+    def test_lookup(benchmark, case, harness, record): ...
+
+`cases(suite, selection)` is the product of the suite's axes, in the order
+declared (the first axis outermost). An axis is a function of the run's
+`Selection` and the case fields chosen so far that returns the values it
+takes, each a dict of `Case` fields (`bench/axes.py` holds the common
+ones; a suite's own axes live in its test file). The strategy axis reads
+the selection, which is `membed.strategies.names()` unless narrowed, so a
+new strategy file shows up in every suite with no edit here. A combination
+that cannot run (an option the strategy rejects at that size, memory that
+grows with V at a size meant for sublinear strategies, too little memory, a
+dataset that is not there) is still a case: it skips at run time with the
+reason, and the run's `not_run` list keeps it.
+
+Datasets:
     synthetic-zipf, synthetic-uniform: id streams of any size
-        (`membed.data.zipf_ids`, `uniform_ids`), used at every size of the
-        profile by the memory, lookup and train_step suites.
+        (`membed.data.DatasetIds`), used at every size of the profile by the
+        memory, lookup and train_step suites.
     synthetic-planted: ratings from a planted low-rank model
         (`membed.data.planted_ratings`), for the accuracy suite, where the
         noise floor is known.
     ml-100k, ml-1m, ...: MovieLens; the memory, lookup and train_step suites
-        take its users and its items as two vocabularies, the accuracy suite
+        take its users and its items as two id datasets, the accuracy suite
         trains the rating model on it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-from typing import Any, Iterable
+import glob
+import importlib
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
 
-from membed import measure, strategies
-from membed.data import MOVIELENS
+from analysis import schema
+from bench import rules as skip_rules
+from membed import measure
+from membed.data import MOVIELENS, SYNTHETIC_DATASETS
 
-SCHEMA_VERSION = 1
-SUITES = ("memory", "gather", "lookup", "train_step", "accuracy", "blocks", "pipeline")
-# Suites that must hold a case for every selected strategy (gather is the bare-op reference).
-STRATEGY_SUITES = ("memory", "lookup", "train_step", "accuracy")
-SYNTHETIC_STREAMS = measure.SYNTHETIC_VOCABS
 PLANTED = "synthetic-planted"
-VOCABS = (*SYNTHETIC_STREAMS, PLANTED, *MOVIELENS)
-SIDES = measure.SIDES
-# Above this size only strategies whose bytes grow at most like sqrt(V) run.
-LINEAR_MAX_VOCAB = 10**7
-# Sublinear: bytes(SUBLINEAR_LARGE) <= SUBLINEAR_MAX_RATIO * bytes(SUBLINEAR_SMALL) by the cost formula.
-# Over the decade 1e7 -> 1e8 a table that grows with V grows 10x (mixed_dim 9.8x), qr 3.2x
-# (sqrt(V)), a capped hash table about 1x; 5x (growth like V**0.7) splits the two.
-SUBLINEAR_SMALL, SUBLINEAR_LARGE, SUBLINEAR_MAX_RATIO = 10**7, 10**8, 5.0
-# The example's recipe.
+DATASETS = (*SYNTHETIC_DATASETS, PLANTED, *MOVIELENS)
+# The example's recipe: the accuracy, blocks and pipeline suites use it.
 ACCURACY_BATCH_SIZE = 128
 ACCURACY_LEARNING_RATE = 1e-3
 ACCURACY_DIM = 64
 TRAIN_FRACTION = 0.85
 SEED = 42
-# The blocks suite: mixed_dim against the example's masked layer as blocks are added,
-# on the example's 3,706 movies.
-BLOCK_COUNTS = (3, 8, 16)
-BLOCKS_VOCAB_SIZE = 3706
-BLOCK_STRATEGIES = ("mixed_dim", "example_md")
-# The pipeline suite: one epoch of the example's memory-efficient model, three ways.
-PIPELINES = ("example-pipeline", "example_qr+example_md", "qr+mixed_dim")
 
 
 @dataclasses.dataclass(frozen=True)
 class Profile:
-    """One benchmark profile: which sizes and vocabularies, and how long to time.
+    """One benchmark profile: which sizes and datasets, and how long to time.
 
     Attributes:
         vocab_sizes: synthetic vocabulary sizes, every strategy.
         sublinear_vocab_sizes: more sizes, for strategies whose memory is sublinear in V.
         dims: base dimensions of the memory, lookup and train_step suites.
-        vocabs: vocabularies (see the module docstring).
-        suite_vocabs: narrower vocabularies for some suites. Quick keeps the
+        datasets: datasets (see the module docstring).
+        suite_datasets: narrower datasets for some suites. Quick keeps the
             memory and train_step suites to synthetic-zipf and MovieLens (the
             id distribution hardly moves memory, and the lookup suite shows
             what it does to speed) and trains the accuracy suite on ml-100k
             only (a fit costs seconds of fixed overhead). `--datasets`
-            replaces both `vocabs` and these.
+            replaces both `datasets` and these.
         batch_size: ids per lookup and per training step.
         rounds: timed rounds per case, each on a fresh batch.
         min_rounds: the fewest rounds a slow case is cut down to.
@@ -82,7 +80,7 @@ class Profile:
         accuracy_epochs: epochs of the rating model.
         accuracy_presets: presets trained per strategy, by name (None: every preset of
             `membed.presets`); a strategy with none of them trains its first preset.
-        planted: `planted_ratings` arguments of the synthetic-planted vocabulary.
+        planted: `planted_ratings` arguments of the synthetic-planted dataset.
         pipeline_rounds: fits per case of the pipeline suite (the median is compared).
     """
 
@@ -90,8 +88,8 @@ class Profile:
     vocab_sizes: tuple[int, ...]
     sublinear_vocab_sizes: tuple[int, ...]
     dims: tuple[int, ...]
-    vocabs: tuple[str, ...]
-    suite_vocabs: dict[str, tuple[str, ...]]
+    datasets: tuple[str, ...]
+    suite_datasets: dict[str, tuple[str, ...]]
     batch_size: int
     rounds: int
     min_rounds: int
@@ -102,6 +100,16 @@ class Profile:
     planted: dict[str, int]
     pipeline_rounds: int = 3
 
+    def rounds_for(self, call_seconds: float) -> int:
+        """Timed rounds for a case whose warm call takes `call_seconds`: the budget's worth, within the bounds.
+
+        Example:
+            >>> PROFILES["quick"].rounds_for(0.1), PROFILES["quick"].rounds_for(1e-4)
+            (5, 20)
+        """
+        wanted = int(self.round_budget_s / max(call_seconds, 1e-9))
+        return max(self.min_rounds, min(self.rounds, wanted))
+
 
 PROFILES: dict[str, Profile] = {
     # What CI runs: about 5 minutes on 2 cores.
@@ -110,9 +118,9 @@ PROFILES: dict[str, Profile] = {
         vocab_sizes=(10**3, 10**5, 10**6),
         sublinear_vocab_sizes=(),
         dims=(64,),
-        vocabs=(*SYNTHETIC_STREAMS, PLANTED, "ml-100k"),
-        suite_vocabs={"memory": ("synthetic-zipf", "ml-100k"), "train_step": ("synthetic-zipf", "ml-100k"),
-                      "accuracy": ("ml-100k",)},
+        datasets=(*SYNTHETIC_DATASETS, PLANTED, "ml-100k"),
+        suite_datasets={"memory": ("synthetic-zipf", "ml-100k"), "train_step": ("synthetic-zipf", "ml-100k"),
+                        "accuracy": ("ml-100k",)},
         batch_size=4096,
         rounds=20,
         min_rounds=3,
@@ -129,8 +137,8 @@ PROFILES: dict[str, Profile] = {
         vocab_sizes=(10**3, 10**4, 10**5, 10**6, 10**7),
         sublinear_vocab_sizes=(10**8,),
         dims=(64,),
-        vocabs=(*SYNTHETIC_STREAMS, PLANTED, *MOVIELENS),
-        suite_vocabs={},
+        datasets=(*SYNTHETIC_DATASETS, PLANTED, *MOVIELENS),
+        suite_datasets={},
         batch_size=4096,
         rounds=50,
         min_rounds=3,
@@ -145,18 +153,18 @@ PROFILES: dict[str, Profile] = {
 
 @dataclasses.dataclass(frozen=True)
 class Selection:
-    """What one run covers: a profile narrowed by the command-line options."""
+    """What one run covers: a profile narrowed by the command-line options (`bench.options`)."""
 
     profile: Profile
     strategies: tuple[str, ...]
     vocab_sizes: tuple[int, ...]
-    vocabs: tuple[str, ...]
+    datasets: tuple[str, ...]
     allow_download: bool = False
     measure_timeout_s: float = measure.DEFAULT_TIMEOUT_S
-    suite_vocabs: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    suite_datasets: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
-    def vocabs_of(self, suite: str) -> tuple[str, ...]:
-        return self.suite_vocabs.get(suite, self.vocabs)
+    def datasets_of(self, suite: str) -> tuple[str, ...]:
+        return self.suite_datasets.get(suite, self.datasets)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,7 +177,7 @@ class Case:
 
     suite: str
     strategy: str
-    vocab: str
+    dataset: str
     vocab_size: int | None
     dim: int
     batch_size: int
@@ -179,250 +187,192 @@ class Case:
     item_strategy: str | None = None
 
     @property
+    def kind(self) -> str:
+        """The suite's measurement kind, from `analysis.schema.SUITES`."""
+        try:
+            return schema.SUITES[self.suite].kind
+        except KeyError:
+            raise ValueError(f"Case of suite {self.suite!r}: the suite is not in analysis.schema.SUITES "
+                             f"({', '.join(schema.SUITES)}); declare it with grid.Suite.") from None
+
+    @property
     def covers(self) -> tuple[str, ...]:
         """The registered strategies this case exercises."""
-        if self.suite == "accuracy":
-            return tuple(dict.fromkeys((self.user_strategy, self.item_strategy)))
-        return () if self.suite == "gather" else (self.strategy,)
+        if self.kind == "reference":
+            return ()
+        pair = tuple(dict.fromkeys(name for name in (self.user_strategy, self.item_strategy) if name))
+        return pair or (self.strategy,)
 
     @property
     def test_id(self) -> str:
-        if self.suite in ("accuracy", "pipeline"):
-            return f"{self.strategy}-{self.vocab}-{self.preset}"
+        """The pytest id: `strategy-dataset-size-dim[-variant]`, a fit's `strategy-dataset-preset`."""
+        if self.kind == "fit":
+            return f"{self.strategy}-{self.dataset}-{self.preset}"
         size = self.side if self.vocab_size is None else str(self.vocab_size)
         variant = f"-{self.preset}" if self.preset else ""
-        return f"{self.strategy}-{self.vocab}-{size}-{self.dim}{variant}"
+        return f"{self.strategy}-{self.dataset}-{size}-{self.dim}{variant}"
 
     def case_id(self, vocab_size: int | None = None) -> str:
-        """The schema's stable id: `suite/strategy/vocab/vocab_size/dim[/variant]`, `accuracy/pair/vocab/preset`."""
-        if self.suite in ("accuracy", "pipeline"):
-            return f"{self.suite}/{self.strategy}/{self.vocab}/{self.preset}"
+        """The stable case id: `suite/strategy/dataset/vocab_size/dim[/variant]` (a fit: `suite/pair/dataset/preset`).
+
+        Args:
+            vocab_size: the size once known (a MovieLens side's, from its data); the case's own by default.
+        """
+        if self.kind == "fit":
+            return f"{self.suite}/{self.strategy}/{self.dataset}/{self.preset}"
         size = vocab_size if vocab_size is not None else self.vocab_size
         variant = f"/{self.preset}" if self.preset else ""
-        return (f"{self.suite}/{self.strategy}/{self.vocab}/{size if size is not None else self.side}/"
+        return (f"{self.suite}/{self.strategy}/{self.dataset}/{size if size is not None else self.side}/"
                 f"{self.dim}{variant}")
 
-    def with_size(self, vocab_size: int) -> "Case":
+    def with_size(self, vocab_size: int) -> Case:
         return dataclasses.replace(self, vocab_size=int(vocab_size))
 
 
-# ----- extra_info ---------------------------------------------------------------
-# Every key of benchmark.extra_info (and of a not_run entry), in bench/README.md's order.
-EXTRA_INFO_KEYS = (
-    "schema_version", "case", "suite", "status", "reason", "strategy", "options", "preset", "vocab",
-    "vocab_size", "dim", "batch_size", "params", "param_bytes", "index_bytes", "train_state_bytes",
-    "compression", "peak_alloc_bytes_lookup", "peak_rss_bytes_lookup", "peak_alloc_bytes_train",
-    "peak_rss_bytes_train", "gather_ratio", "val_mse", "val_mae", "val_rmse", "val_mse_per_epoch",
-    "val_mae_per_epoch", "val_rmse_per_epoch", "train_mse_per_epoch", "epochs", "noise_floor_mse",
-    "excess_mse", "fit_seconds",
-)
+# An axis (bench/axes.py): (selection, the case fields chosen so far) -> the values it takes, each a dict of
+# Case fields.
+Axis = Callable[[Selection, Mapping[str, Any]], Iterable[Mapping[str, Any]]]
 
 
-def base_record(case: Case) -> dict[str, Any]:
-    """The case's extra_info with what is known before running it; every other key None."""
-    record: dict[str, Any] = dict.fromkeys(EXTRA_INFO_KEYS)
-    record.update(
-        schema_version=SCHEMA_VERSION,
-        case=case.case_id(),
-        suite=case.suite,
-        status="ok",
-        strategy=case.strategy,
-        preset=case.preset,
-        vocab=case.vocab,
-        vocab_size=case.vocab_size,
-        dim=case.dim,
-        batch_size=case.batch_size,
-    )
-    return record
+# ----- suites --------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Suite:
+    """A benchmark suite as its test file declares it: measurement kind, axes, skip rules.
 
+    Args:
+        name: the `suite` field of its records and its name in `analysis.schema.SUITES`.
+        kind: one of `analysis.schema.SUITE_KINDS`; it must match the schema's entry
+            for `name` where there is one.
+        axes: functions giving the values of the grid's axes (see the module
+            docstring); the cases are their product, the first axis outermost.
+            `batch_size` defaults to the profile's.
+        rules: the skip rules its cases pass at their size (`bench.rules`).
+        latency, covers_strategies, description: the schema entry's, for a suite
+            the schema does not hold yet (declared into it with the test); where
+            the schema holds the suite, None (the default) means "as there".
 
-# ----- rules --------------------------------------------------------------------
-def growth_ratio(strategy: str, dim: int) -> float | None:
-    """bytes (parameters + index, default options) at 1e8 ids over bytes at 1e7 ids; None when invalid."""
-    try:
-        small = strategies.cost(strategy, SUBLINEAR_SMALL, dim)
-        large = strategies.cost(strategy, SUBLINEAR_LARGE, dim)
-    except ValueError:
-        return None
-    return (large.param_bytes + large.index_bytes) / max(1, small.param_bytes + small.index_bytes)
-
-
-def is_sublinear(strategy: str, dim: int) -> bool:
-    """Whether the strategy's memory grows clearly slower than V at the top of the range.
-
-    Decided from the cost formula with default options: bytes at 1e8 ids at
-    most 5 x the bytes at 1e7 ids (a table that grows with V grows 10 x).
+    Example:
+        >>> from bench import axes
+        >>> TOY = Suite("toy", "fit", axes=(axes.registered, axes.fixed(dataset="ml-100k", dim=8, preset="one")))
+        >>> TOY.entry.latency, TOY.entry.covers_strategies
+        (False, False)
     """
-    ratio = growth_ratio(strategy, dim)
-    return ratio is not None and ratio <= SUBLINEAR_MAX_RATIO
+
+    name: str
+    kind: str
+    axes: tuple[Axis, ...]
+    rules: tuple[skip_rules.Rule, ...] = ()
+    latency: bool | None = None
+    covers_strategies: bool | None = None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in schema.SUITE_KINDS:
+            raise ValueError(f"Suite {self.name!r}: invalid `kind` {self.kind!r}. "
+                             f"Use one of: {', '.join(schema.SUITE_KINDS)}.")
+        if not self.axes:
+            raise ValueError(f"Suite {self.name!r}: no `axes`; declare at least one, e.g. (axes.registered,).")
+        known = schema.SUITES.get(self.name)
+        if known is not None:
+            declared = {"kind": self.kind, "latency": self.latency, "covers_strategies": self.covers_strategies}
+            wrong = [key for key, value in declared.items() if value is not None and value != getattr(known, key)]
+            if wrong:
+                raise ValueError(
+                    f"Suite {self.name!r}: `{wrong[0]}` {declared[wrong[0]]!r} differs from analysis/schema.py's "
+                    f"{getattr(known, wrong[0])!r}; declare the suite the same in both.")
+
+    @property
+    def entry(self) -> schema.Suite:
+        """The suite as `analysis.schema` holds it (or will, once its test is declared)."""
+        known = schema.SUITES.get(self.name)
+        if known is not None:
+            return known
+        latency = self.kind in ("paired", "reference") if self.latency is None else self.latency
+        return schema.Suite(self.name, self.kind, latency, bool(self.covers_strategies), self.description)
+
+    def test(self, function: Callable) -> Callable:
+        """Decorator: `function` measures this suite's cases; declares the suite here and in the schema."""
+        declare(self, function.__module__)
+        function.membed_suite = self
+        return function
 
 
-def size_skip_reason(strategy: str, vocab_size: int, dim: int) -> str | None:
-    """Why `strategy` does not run at `vocab_size` ids (memory that grows with V, above 1e7), or None."""
-    if vocab_size <= LINEAR_MAX_VOCAB or is_sublinear(strategy, dim):
-        return None
-    ratio = growth_ratio(strategy, dim)
-    growth = "cannot be costed at 1e7 or 1e8 ids" if ratio is None else (
-        f"bytes at 1e8 ids / bytes at 1e7 ids = {ratio:.3g} > {SUBLINEAR_MAX_RATIO:g} with default options")
-    return (
-        f"{strategy} is not sublinear in V ({growth}); sizes above {LINEAR_MAX_VOCAB:.0e} run only for "
-        "strategies whose memory is sublinear in V"
-    )
+_DECLARED: dict[str, tuple[Suite, str]] = {}  # name -> (declaration, module of its test)
 
 
-def gather_rows(vocab_size: int, dim: int) -> int:
-    """Rows of the bare-gather reference table: V, or the largest power of ten below it that fits in memory."""
-    rows = int(vocab_size)
-    while rows > 1 and measure.memory_shortfall(int(measure.SAFETY_FACTOR * 4 * rows * dim)) is not None:
-        rows = 10 ** (math.ceil(math.log10(rows)) - 1)
-    return rows
+def declare(suite: Suite, module: str) -> Suite:
+    """Registers `suite` (declared by `module`) and its schema entry; `Suite.test` calls it.
 
-
-# ----- cases ---------------------------------------------------------------------
-def _vocab_axis(selection: Selection, suite: str) -> list[tuple[str, int | None, str | None]]:
-    """(vocab, vocab_size, side) of the memory, gather, lookup and train_step suites."""
-    axis: list[tuple[str, int | None, str | None]] = []
-    for vocab in selection.vocabs_of(suite):
-        if vocab in SYNTHETIC_STREAMS:
-            axis += [(vocab, size, None) for size in selection.vocab_sizes]
-        elif vocab in MOVIELENS:
-            axis += [(vocab, None, side) for side in SIDES]
-    return axis
-
-
-def accuracy_pairs(strategy: str, selection: Selection):
-    """The (user, item) pairs the accuracy suite trains for `strategy` (from `membed.presets`).
-
-    A profile with `accuracy_presets` keeps the strategy's presets of those
-    names, or its first preset when it has none of them, so every strategy
-    trains at least once.
+    Raises:
+        ValueError: another module already declares a suite of that name.
     """
-    from membed import presets
-
-    planted = selection.profile.planted
-    # Only the preset names and strategies are used here; the options are
-    # computed again from the real data when the case runs.
-    pairs = presets.accuracy_pairs(strategy, planted["num_users"], planted["num_items"], ACCURACY_DIM)
-    wanted = selection.profile.accuracy_presets
-    if wanted is None:
-        return pairs
-    return [pair for pair in pairs if pair.preset in wanted] or pairs[:1]
+    known = _DECLARED.get(suite.name)
+    if known is not None and known[1] != module:
+        raise ValueError(f"Suite {suite.name!r} is declared twice: in {known[1]} and in {module}.")
+    schema.declare_suite(suite.entry)
+    _DECLARED[suite.name] = (suite, module)
+    return suite
 
 
-def cases(suite: str, selection: Selection) -> list[Case]:
-    """Every case of `suite` in this selection, in run order."""
-    profile = selection.profile
-    if suite not in SUITES:
-        raise ValueError(f"Unknown suite {suite!r}. Use one of: {', '.join(SUITES)}.")
-    if suite == "accuracy":
-        names = list(selection.strategies)
-        # The example's pair and the full baseline run whatever the strategy selection.
-        names += [n for n in ("full", "example_qr") if n in strategies.names() and n not in names]
-        out: dict[str, Case] = {}
-        for vocab in selection.vocabs_of(suite):
-            if vocab != PLANTED and vocab not in MOVIELENS:
-                continue
-            for name in names:
-                for pair in accuracy_pairs(name, selection):
-                    case = Case("accuracy", pair.strategy, vocab, None, ACCURACY_DIM, ACCURACY_BATCH_SIZE,
-                                preset=pair.preset, user_strategy=pair.user, item_strategy=pair.item)
-                    out.setdefault(case.case_id(), case)
-        return list(out.values())
-    if suite == "blocks":
-        return [Case("blocks", name, "synthetic-zipf", BLOCKS_VOCAB_SIZE, ACCURACY_DIM, profile.batch_size,
-                     preset=f"{count}-blocks")
-                for count in BLOCK_COUNTS for name in BLOCK_STRATEGIES
-                if name in strategies.names() and name in selection.strategies]
-    if suite == "pipeline":
-        vocabs = [v for v in selection.vocabs_of("accuracy") if v in MOVIELENS]
-        return [Case("pipeline", pipeline, vocab, None, ACCURACY_DIM, ACCURACY_BATCH_SIZE, preset="1-epoch")
-                for vocab in vocabs for pipeline in PIPELINES]
-    if suite == "gather":
-        # The reference of every vocabulary a lookup or train_step case uses.
-        axis = list(dict.fromkeys(_vocab_axis(selection, "lookup") + _vocab_axis(selection, "train_step")))
-        return [Case("gather", "gather", vocab, size, dim, profile.batch_size, side)
-                for vocab, size, side in axis for dim in profile.dims]
-    axis = _vocab_axis(selection, suite)
-    return [
-        Case(suite, name, vocab, size, dim, profile.batch_size, side)
-        for name in selection.strategies
-        for vocab, size, side in axis
-        for dim in profile.dims
-    ]
+def declared() -> dict[str, Suite]:
+    """Every suite declared by bench/test_*.py (imported here when needed), by name."""
+    for path in sorted(glob.glob(str(Path(__file__).with_name("test_*.py")))):
+        importlib.import_module(f"bench.{Path(path).stem}")
+    return {name: suite for name, (suite, _) in _DECLARED.items()}
+
+
+def declaration(name: str) -> Suite:
+    """The declared suite called `name`; ValueError lists the declared ones."""
+    if name not in _DECLARED:
+        declared()
+    if name not in _DECLARED:
+        raise ValueError(f"Unknown suite {name!r}. Use one of: {', '.join(_DECLARED)}.")
+    return _DECLARED[name][0]
+
+
+def cases(suite: Suite | str, selection: Selection) -> list[Case]:
+    """Every case of `suite` in this selection, in run order: the product of its axes, each case once."""
+    suite = declaration(suite) if isinstance(suite, str) else suite
+    if suite.name not in schema.SUITES:
+        raise ValueError(f"Suite {suite.name!r} is not declared: decorate its test with `@{suite.name.upper()}.test` "
+                         "(or call grid.declare) before asking for its cases.")
+    rows: list[dict[str, Any]] = [{"suite": suite.name, "batch_size": selection.profile.batch_size}]
+    for axis in suite.axes:
+        rows = [{**row, **value} for row in rows for value in axis(selection, row)]
+    out: dict[str, Case] = {}
+    for row in rows:
+        try:
+            case = Case(**{"vocab_size": None, **row})
+        except TypeError as error:
+            raise ValueError(f"Suite {suite.name!r}: its axes give no case ({error}); each case needs "
+                             "strategy, dataset and dim.") from None
+        out.setdefault(case.case_id(), case)
+    return list(out.values())
 
 
 def uncovered(suite: str, suite_cases: Iterable[Case], selection: Selection) -> list[str]:
-    """Selected strategies with no case in `suite` (empty when the suite has no vocabulary selected)."""
+    """Selected strategies with no case in `suite` (empty when the suite has no dataset selected)."""
     suite_cases = list(suite_cases)
-    if suite not in STRATEGY_SUITES or not suite_cases:
+    if suite not in schema.STRATEGY_SUITES or not suite_cases:
         return []
     covered = {name for case in suite_cases for name in case.covers}
     return [name for name in selection.strategies if name not in covered]
 
 
-# ----- parsing the command line -----------------------------------------------------
-class GridError(ValueError):
-    """A command-line value the grid cannot use; the message lists the valid values."""
-
-
-def parse_list(text: str | None) -> list[str] | None:
-    if text is None:
-        return None
-    return [piece.strip() for piece in text.split(",") if piece.strip()]
-
-
-def parse_vocab_sizes(text: str) -> tuple[int, ...]:
-    """'1000,1e5,1_000_000' -> (1000, 100000, 1000000); GridError on anything else."""
-    sizes = []
-    for piece in parse_list(text) or []:
-        try:
-            value = float(piece.replace("_", "")) if "e" in piece.lower() else int(piece.replace("_", ""))
-        except ValueError:
-            value = None
-        if value is None or value != int(value) or int(value) < 1:
-            raise GridError(
-                f"malformed --vocab-sizes {text!r}: {piece!r} is not an integer >= 1. "
-                "Use comma-separated sizes, e.g. --vocab-sizes 1000,100000,1e6."
-            )
-        sizes.append(int(value))
-    if not sizes:
-        raise GridError(f"malformed --vocab-sizes {text!r}: no size given. Use e.g. --vocab-sizes 1000,100000,1e6.")
-    return tuple(dict.fromkeys(sizes))
-
-
-def _checked_names(text: str | None, kind: str, option: str, valid) -> list[str] | None:
-    """The comma-separated names of `option`, each one of `valid`; GridError lists the valid ones."""
-    names = parse_list(text)
-    if names is None:
-        return None
-    unknown = [n for n in names if n not in valid]
-    if unknown:
-        raise GridError(f"unknown {kind} {unknown[0]!r} in {option}. Use one of: {', '.join(valid)}.")
-    if not names:
-        raise GridError(f"{option} is empty. Use one or more of: {', '.join(valid)}.")
-    return names
-
-
-def selection_from_options(profile: str, strategy_list: str | None, vocab_sizes: str | None,
-                           datasets: str | None, allow_download: bool = False,
-                           measure_timeout_s: float = measure.DEFAULT_TIMEOUT_S) -> Selection:
-    """Builds the run's Selection from the command-line strings; GridError lists valid values."""
-    if profile not in PROFILES:
-        raise GridError(f"unknown --profile {profile!r}. Use one of: {', '.join(PROFILES)}.")
-    chosen = PROFILES[profile]
-    registered = strategies.names()
-    names = _checked_names(strategy_list, "strategy", "--strategies", registered)
-    vocabs = _checked_names(datasets, "dataset", "--datasets", VOCABS)
-    if not (measure_timeout_s > 0):
-        raise GridError(f"invalid --measure-timeout {measure_timeout_s!r}: it must be a number of seconds > 0.")
-    sizes = (parse_vocab_sizes(vocab_sizes) if vocab_sizes is not None
-             else chosen.vocab_sizes + chosen.sublinear_vocab_sizes)
-    return Selection(
-        profile=chosen,
-        strategies=tuple(dict.fromkeys(names)) if names is not None else tuple(registered),
-        vocab_sizes=sizes,
-        vocabs=tuple(dict.fromkeys(vocabs)) if vocabs is not None else chosen.vocabs,
-        suite_vocabs={} if vocabs is not None else dict(chosen.suite_vocabs),
-        allow_download=allow_download,
-        measure_timeout_s=measure_timeout_s,
+# ----- extra_info ---------------------------------------------------------------------
+def base_record(case: Case) -> dict[str, Any]:
+    """The case's extra_info with what is known before running it; every other schema field None."""
+    record: dict[str, Any] = dict.fromkeys(schema.EXTRA_INFO_KEYS)
+    record.update(
+        schema_version=schema.SCHEMA_VERSION,
+        case=case.case_id(),
+        suite=case.suite,
+        status="ok",
+        strategy=case.strategy,
+        preset=case.preset,
+        dataset=case.dataset,
+        vocab_size=case.vocab_size,
+        dim=case.dim,
+        batch_size=case.batch_size,
     )
+    return record

@@ -29,8 +29,7 @@ from typing import Any, Callable
 import psutil
 import pytest
 
-from bench import grid
-from bench.harness import PAIRED_SUITES
+from bench import grid, rules
 from membed import measure
 
 CHILD_ENV = "MEMBED_BENCH_CHILD"  # set in the child: it runs its one case in-process
@@ -48,27 +47,20 @@ def estimated_peak_bytes(case: grid.Case) -> int | None:
 
     None where the pytest process is the right place anyway: MovieLens cases
     (their size is known only once loaded; the largest is small), the memory
-    suite, and cases that the grid's rules skip at once (invalid, not
-    sublinear above 1e7 ids, more than the machine has).
+    suite (it measures in processes of its own), and cases that the grid's
+    rules skip at once (invalid, not sublinear above 1e7 ids, more than the
+    machine has).
     """
-    from membed import strategies
-
-    if case.vocab_size is None or case.suite == "memory":
+    if case.vocab_size is None or case.kind == "isolated-memory":
         return None
-    if case.suite != "gather" and grid.size_skip_reason(case.strategy, case.vocab_size, case.dim) is not None:
-        return None
-    gather_bytes = measure.FLOAT32_BYTES * grid.gather_rows(case.vocab_size, case.dim) * case.dim
-    if case.suite == "gather":
+    gather_bytes = measure.FLOAT32_BYTES * rules.gather_rows(case.vocab_size, case.dim) * case.dim
+    if case.kind == "reference":
         return measure.estimated_peak_bytes(gather_bytes, case.batch_size, case.dim)
-    try:
-        options = strategies.registry.resolve_options(case.strategy, {})
-        sizes = measure.case_sizes(case.strategy, case.vocab_size, case.dim, options)
-    except ValueError:
+    admission = rules.admit(case, case.vocab_size, {}, grid.declaration(case.suite).rules)
+    if admission.reason is not None:
         return None
-    peak = measure.estimated_peak_bytes(sizes.train_state_bytes, case.batch_size, case.dim)
-    if measure.memory_shortfall(peak) is not None:
-        return None
-    return peak + (gather_bytes if case.suite in PAIRED_SUITES else 0)
+    peak = measure.estimated_peak_bytes(admission.sizes.train_state_bytes, case.batch_size, case.dim)
+    return peak + (gather_bytes if case.kind == "paired" else 0)
 
 
 @dataclasses.dataclass
@@ -123,7 +115,7 @@ def run_child(item: pytest.Item, case: grid.Case, arguments: list[str], timeout_
             child.wait()
             raise
         if child.returncode < 0:
-            reason = measure._death_reason(child.returncode, "the case's own process")
+            reason = measure.death_reason(child.returncode, "the case's own process")
             return _failed(case, item, f"{reason}; its last RSS was {last_rss / 2**30:.2f} GiB", start)
         try:
             result = json.loads(out.read_text())

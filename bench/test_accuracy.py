@@ -13,12 +13,50 @@ and its evaluation; `fit_seconds` is the fit alone.
 
 from __future__ import annotations
 
-import numpy as np
+from typing import Any, Mapping
+
 import pytest
 
-from bench import grid
-from membed import measure, presets
+from bench import axes, grid
+from membed import presets, strategies
 from membed.data import random_split
+from membed.measure import jsonable, layer_options, layer_sizes
+
+# The full baseline and the example's pair train whatever `--strategies` says.
+ALWAYS = ("full", "example_qr")
+
+
+def strategy_pairs(strategy: str, selection: grid.Selection) -> list[presets.Pair]:
+    """The (user, item) pairs the accuracy suite trains for `strategy` (from `membed.presets`).
+
+    A profile with `accuracy_presets` keeps the strategy's presets of those
+    names, or its first preset when it has none of them, so every strategy
+    trains at least once.
+    """
+    planted = selection.profile.planted
+    # Only the preset names and strategies are used here; the options are
+    # computed again from the real data when the case runs.
+    pairs = presets.accuracy_pairs(strategy, planted["num_users"], planted["num_items"], grid.ACCURACY_DIM)
+    wanted = selection.profile.accuracy_presets
+    if wanted is None:
+        return pairs
+    return [pair for pair in pairs if pair.preset in wanted] or pairs[:1]
+
+
+def accuracy_pairs(selection: grid.Selection, case: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Each selected strategy's pairs and presets, then the baseline's and the example's."""
+    names = list(selection.strategies)
+    names += [name for name in ALWAYS if name in strategies.names() and name not in names]
+    return [{"strategy": pair.strategy, "preset": pair.preset, "user_strategy": pair.user,
+             "item_strategy": pair.item}
+            for name in names for pair in strategy_pairs(name, selection)]
+
+
+ACCURACY = grid.Suite(
+    "accuracy", "fit",
+    axes=(axes.rating_datasets, accuracy_pairs,
+          axes.fixed(dim=grid.ACCURACY_DIM, batch_size=grid.ACCURACY_BATCH_SIZE)),
+)
 
 
 def find_pair(case: grid.Case, data) -> presets.Pair:
@@ -31,12 +69,12 @@ def find_pair(case: grid.Case, data) -> presets.Pair:
     raise LookupError(f"{case.case_id()}: membed.presets no longer defines this pair.")
 
 
-@pytest.mark.suite("accuracy")
+@ACCURACY.test
 def test_accuracy(benchmark, case: grid.Case, harness, record: dict) -> None:
-    data = harness.ratings(case.vocab)
+    data = harness.ratings(case.dataset)
     record["vocab_size"] = data.num_users + data.num_items
     pair = find_pair(case, data)
-    record["options"] = measure.jsonable({"user": pair.user_options, "item": pair.item_options})
+    record["options"] = jsonable({"user": pair.user_options, "item": pair.item_options})
     if pair.error is not None:
         pytest.skip(f"invalid combination: {pair.error}")
     epochs = harness.profile.accuracy_epochs
@@ -48,18 +86,10 @@ def test_accuracy(benchmark, case: grid.Case, harness, record: dict) -> None:
                 "learning_rate": grid.ACCURACY_LEARNING_RATE, "seed": grid.SEED},
         rounds=1, iterations=1,
     )
-    layers = [model.get_layer("user_embedding"), model.get_layer("item_embedding")]
-    params = sum(int(layer.count_params()) for layer in layers)
-    param_bytes = sum(measure.weight_bytes(layer) for layer in layers)
-    index_bytes = sum(int(getattr(layer, "index_bytes", 0)) for layer in layers)
-    trainable = sum(int(np.prod(v.shape)) for layer in layers for v in layer.trainable_variables)
+    user, item = model.get_layer("user_embedding"), model.get_layer("item_embedding")
     record.update(
-        options={"user": measure.layer_options(layers[0]), "item": measure.layer_options(layers[1])},
-        params=params,
-        param_bytes=param_bytes,
-        index_bytes=index_bytes,
-        train_state_bytes=measure.train_state_bytes(param_bytes, trainable, index_bytes),
-        compression=measure.compression(record["vocab_size"], case.dim, param_bytes + index_bytes),
+        options={"user": layer_options(user), "item": layer_options(item)},
+        **(layer_sizes(user) + layer_sizes(item)).as_case(record["vocab_size"], case.dim).as_dict(),
         val_mse=result.val_mse[-1],
         val_mae=result.val_mae[-1],
         val_rmse=result.val_rmse[-1],

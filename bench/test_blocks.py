@@ -10,11 +10,32 @@ masks, so its cost grows with the number of blocks. Each case records
 
 from __future__ import annotations
 
-import pytest
+from typing import Any, Mapping
 
-from bench import grid
-from membed import measure
+from bench import axes, grid, rules, steps
 from membed.strategies.example_md import EXAMPLE_BOUNDARIES, example_dims
+
+BLOCK_COUNTS = (3, 8, 16)
+BLOCK_STRATEGIES = ("mixed_dim", "example_md")
+MOVIES = 3706  # the example's
+
+
+def block_counts(selection: grid.Selection, case: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One variant per number of blocks: `3-blocks`, `8-blocks`, `16-blocks`."""
+    return [{"preset": f"{count}-blocks"} for count in BLOCK_COUNTS]
+
+
+def block_strategies(selection: grid.Selection, case: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """mixed_dim and example_md, where selected."""
+    return [{"strategy": name} for name in BLOCK_STRATEGIES if name in selection.strategies]
+
+
+BLOCKS = grid.Suite(
+    "blocks", "paired",
+    axes=(block_counts, block_strategies,
+          axes.fixed(dataset="synthetic-zipf", vocab_size=MOVIES, dim=grid.ACCURACY_DIM)),
+    rules=rules.SIZE_RULES,
+)
 
 
 def block_options(count: int, vocab_size: int, dim: int) -> dict:
@@ -25,7 +46,7 @@ def block_options(count: int, vocab_size: int, dim: int) -> dict:
     return {"boundaries": boundaries, "dims": [max(1, dim >> min(b, 6)) for b in range(count)]}
 
 
-@pytest.mark.suite("blocks")
+@BLOCKS.test
 def test_blocks(benchmark, case: grid.Case, harness, record: dict) -> None:
     count = int(case.preset.split("-")[0])
     options = block_options(count, case.vocab_size, case.dim)
@@ -33,5 +54,5 @@ def test_blocks(benchmark, case: grid.Case, harness, record: dict) -> None:
     harness.admit(case, record, source.vocab_size, options)
     layer = harness.build_layer(case, source, record, options)
     record["gather_ratio"] = harness.time_against_gather(
-        benchmark, measure.compiled_lookup(layer), harness.batches(source, case.batch_size), source, case.dim
+        benchmark, steps.compiled_lookup(layer), harness.batches(source, case.batch_size), source, case.dim
     )

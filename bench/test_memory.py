@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import warnings
 
-import pytest
+from bench import axes, grid, rules, steps
+from membed.measure import LayerSizes
 
-from bench import grid
-from membed import measure
+MEMORY = grid.Suite("memory", "isolated-memory", axes=(axes.registered, axes.id_datasets, axes.dims),
+                    rules=rules.SIZE_RULES)
+PEAK_FIELDS = ("peak_alloc_bytes_lookup", "peak_rss_bytes_lookup", "peak_alloc_bytes_train", "peak_rss_bytes_train")
 
 
 class MeasurementFailed(UserWarning):
     """A case ran but its measurement failed (crash, out of memory, timeout, exception); its entry says why."""
 
 
-@pytest.mark.suite("memory")
+@MEMORY.test
 def test_memory(benchmark, case: grid.Case, harness, record: dict) -> None:
     source = harness.source(case)
     harness.admit(case, record, source.vocab_size)
@@ -31,10 +33,10 @@ def test_memory(benchmark, case: grid.Case, harness, record: dict) -> None:
         "batch_size": case.batch_size,
         "seed": grid.SEED,
         "ids": source.as_dict(),
-        "module": measure.strategy_module(case.strategy),
+        "module": steps.strategy_module(case.strategy),
     }
     result = benchmark.pedantic(
-        measure.measure_isolated, args=(spec,), kwargs={"timeout_s": harness.selection.measure_timeout_s},
+        steps.measure_memory, args=(spec,), kwargs={"timeout_s": harness.selection.measure_timeout_s},
         rounds=1, iterations=1,
     )
     if result["status"] != "ok":
@@ -43,12 +45,6 @@ def test_memory(benchmark, case: grid.Case, harness, record: dict) -> None:
         return
     record.update(
         options=result["options"],
-        params=result["params"],
-        param_bytes=result["param_bytes"],
-        index_bytes=result["index_bytes"],
-        train_state_bytes=measure.train_state_bytes(
-            result["param_bytes"], result["trainable_params"], result["index_bytes"]),
-        compression=measure.compression(source.vocab_size, case.dim, result["param_bytes"] + result["index_bytes"]),
-        **{key: result[key] for key in (
-            "peak_alloc_bytes_lookup", "peak_rss_bytes_lookup", "peak_alloc_bytes_train", "peak_rss_bytes_train")},
+        **LayerSizes.from_record(result).as_case(source.vocab_size, case.dim).as_dict(),
+        **{key: result[key] for key in PEAK_FIELDS},
     )

@@ -23,17 +23,35 @@ metrics, and against the example pipeline of the same session
 
 from __future__ import annotations
 
-import pytest
+from typing import Any, Mapping
 
-from bench import grid
-from membed import measure
-from membed.data import random_split
+from bench import axes, grid
+from membed.data import MOVIELENS, random_split
 from membed.example_pipeline import example_pipeline_fit
+from membed.measure import FLOAT32_BYTES, compression
 from membed.model import pair_model
 from membed.strategies.example_md import example_boundaries, example_dims
 from membed.train import set_seed, train_model
 
+PIPELINES = ("example-pipeline", "example_qr+example_md", "qr+mixed_dim")
 _EXAMPLE_RUNS: dict[str, object] = {}
+
+
+def accuracy_movielens(selection: grid.Selection, case: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The MovieLens variants the accuracy suite trains on."""
+    return [{"dataset": dataset} for dataset in selection.datasets_of("accuracy") if dataset in MOVIELENS]
+
+
+def pipelines(selection: grid.Selection, case: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The three ways of fitting the example's model (see the module docstring)."""
+    return [{"strategy": pipeline} for pipeline in PIPELINES]
+
+
+PIPELINE = grid.Suite(
+    "pipeline", "fit",
+    axes=(accuracy_movielens, pipelines,
+          axes.fixed(dim=grid.ACCURACY_DIM, batch_size=grid.ACCURACY_BATCH_SIZE, preset="1-epoch")),
+)
 
 
 def _membed_fit(pipeline: str, data, train_idx, val_idx, dim: int):
@@ -50,9 +68,9 @@ def _membed_fit(pipeline: str, data, train_idx, val_idx, dim: int):
                        learning_rate=grid.ACCURACY_LEARNING_RATE, seed=grid.SEED)
 
 
-@pytest.mark.suite("pipeline")
+@PIPELINE.test
 def test_pipeline(benchmark, case: grid.Case, harness, record: dict, tmp_path) -> None:
-    data = harness.ratings(case.vocab)
+    data = harness.ratings(case.dataset)
     train_idx, val_idx = random_split(len(data), grid.TRAIN_FRACTION, grid.SEED)
     record.update(vocab_size=data.num_users + data.num_items, epochs=1)
     rounds = harness.profile.pipeline_rounds
@@ -68,17 +86,17 @@ def test_pipeline(benchmark, case: grid.Case, harness, record: dict, tmp_path) -
     result = benchmark.pedantic(fit, rounds=rounds, iterations=1)
     median = float(benchmark.stats.stats.median)
     if case.strategy == "example-pipeline":
-        _EXAMPLE_RUNS[case.vocab] = (median, result)
+        _EXAMPLE_RUNS[case.dataset] = (median, result)
     record.update(
         params=result.params,
         # The pipeline models hold float32 weights only.
-        compression=measure.compression(record["vocab_size"], case.dim, measure.FLOAT32_BYTES * result.params),
+        compression=compression(record["vocab_size"], case.dim, FLOAT32_BYTES * result.params),
         val_mse=result.val_mse[-1], val_mae=result.val_mae[-1], val_rmse=result.val_rmse[-1],
         val_mse_per_epoch=result.val_mse, val_mae_per_epoch=result.val_mae,
         val_rmse_per_epoch=result.val_rmse, train_mse_per_epoch=result.train_mse,
         fit_seconds=median,
     )
-    if case.vocab in _EXAMPLE_RUNS:
-        example_median, example = _EXAMPLE_RUNS[case.vocab]
+    if case.dataset in _EXAMPLE_RUNS:
+        example_median, example = _EXAMPLE_RUNS[case.dataset]
         record["speedup_vs_example"] = example_median / median
         record["val_mse_delta_vs_example"] = result.val_mse[-1] - example.val_mse[-1]

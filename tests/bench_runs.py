@@ -11,7 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 PLUGIN = textwrap.dedent('''
-    """Registers strategies whose lookup raises, takes 0.2 s a call, or kills its own process."""
+    """Registers strategies whose lookup raises, takes 0.2 s a call, or kills its own process, and a toy one."""
     import os
     import signal
     import time
@@ -47,11 +47,20 @@ PLUGIN = textwrap.dedent('''
 
         def lookup(self, ids):
             os.kill(os.getpid(), signal.SIGKILL)  # as the out-of-memory killer would
+
+
+    @register
+    class ToyEmbedding(FullEmbedding):
+        """A strategy added as bench/README.md's "Adding a strategy" says: one class, registered."""
+
+        strategy_name = "toy"
+        summary = "A full table under another name (tests/test_adding.py)."
 ''')
 
 
-def bench_command(tmp_path: Path, *arguments: str) -> tuple[list[str], dict[str, str]]:
-    """The argv and environment of `pytest bench ARGUMENTS` with the plugin above loaded."""
+def bench_command(tmp_path: Path, *arguments: str, paths: tuple[str, ...] = ("bench",)
+                  ) -> tuple[list[str], dict[str, str]]:
+    """The argv and environment of `pytest PATHS ARGUMENTS` (PATHS: bench/) with the plugin above loaded."""
     (tmp_path / "membed_test_plugin.py").write_text(PLUGIN)
     environment = {
         **os.environ,
@@ -61,9 +70,10 @@ def bench_command(tmp_path: Path, *arguments: str) -> tuple[list[str], dict[str,
         "MEMBED_CACHE_DIR": str(tmp_path / "cache"),
         "TF_CPP_MIN_LOG_LEVEL": "2",
     }
-    return [sys.executable, "-m", "pytest", "bench", "-p", "membed_test_plugin", *arguments], environment
+    return [sys.executable, "-m", "pytest", *paths, "-p", "membed_test_plugin", *arguments], environment
 
 
-def run_bench(tmp_path: Path, *arguments: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    argv, environment = bench_command(tmp_path, *arguments)
+def run_bench(tmp_path: Path, *arguments: str, timeout: float = 300, paths: tuple[str, ...] = ("bench",)
+              ) -> subprocess.CompletedProcess:
+    argv, environment = bench_command(tmp_path, *arguments, paths=paths)
     return subprocess.run(argv, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=timeout)

@@ -2,54 +2,25 @@
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 
-from bench import grid
+from analysis import schema
+from bench import grid, options, rules
 from bench_runs import run_bench
 from membed import strategies
 
-ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "bench" / "README.md"
-
-
-def documented_keys(path: Path) -> dict[str, str]:
-    """key -> type of the `| key | type | meaning |` table of a schema document."""
-    text = path.read_text()
-    table = text[text.index("| key | type | meaning |"):].split("\n\n")[0].splitlines()[2:]
-    keys = {}
-    for row in table:
-        cells = [cell.strip() for cell in row.strip().strip("|").split("|")]
-        for key in cells[0].split(","):
-            keys[key.strip()] = cells[1]
-    return keys
-
-
-TYPES = {"int": int, "float": (int, float), "str": str, "dict": dict, "list[float]": list}
-
-
-def type_matches(value, documented: str) -> bool:
-    kinds = [kind.strip() for kind in documented.split(" or ")]
-    if value is None:
-        return "null" in kinds
-    return any(isinstance(value, TYPES[kind]) and not isinstance(value, bool) for kind in kinds if kind in TYPES)
-
 
 def selection(**changes) -> grid.Selection:
-    base = grid.selection_from_options("quick", None, None, None)
+    base = options.selection_from_options("quick", None, None, None)
     return grid.Selection(**{**base.__dict__, **changes})
 
 
 # ----- the grid -------------------------------------------------------------------------
-def test_the_readme_documents_exactly_the_recorded_keys():
-    assert tuple(documented_keys(README)) == grid.EXTRA_INFO_KEYS
-
-
 @pytest.mark.parametrize("profile", list(grid.PROFILES))
-@pytest.mark.parametrize("suite", grid.STRATEGY_SUITES)
+@pytest.mark.parametrize("suite", tuple(schema.STRATEGY_SUITES))
 def test_every_registered_strategy_has_cases_in_every_suite(profile, suite):
-    chosen = grid.selection_from_options(profile, None, None, None)
+    chosen = options.selection_from_options(profile, None, None, None)
     cases = grid.cases(suite, chosen)
     assert grid.uncovered(suite, cases, chosen) == []
     assert set(strategies.names()) <= {name for case in cases for name in case.covers}
@@ -70,7 +41,7 @@ def test_a_new_strategy_appears_in_every_suite_without_editing_bench():
 
     try:
         chosen = selection(strategies=tuple(strategies.names()))
-        for suite in grid.STRATEGY_SUITES:
+        for suite in schema.STRATEGY_SUITES:
             assert "doubled_for_test" in {n for case in grid.cases(suite, chosen) for n in case.covers}, suite
     finally:
         del strategies.STRATEGIES["doubled_for_test"]
@@ -79,12 +50,12 @@ def test_a_new_strategy_appears_in_every_suite_without_editing_bench():
 def test_quick_grid_is_the_documented_one():
     chosen = selection(strategies=("qr",))
     lookups = grid.cases("lookup", chosen)
-    assert {(c.vocab, c.vocab_size, c.side) for c in lookups} == {
-        (vocab, size, None) for vocab in ("synthetic-zipf", "synthetic-uniform") for size in (10**3, 10**5, 10**6)
+    assert {(c.dataset, c.vocab_size, c.side) for c in lookups} == {
+        (dataset, size, None) for dataset in ("synthetic-zipf", "synthetic-uniform") for size in (10**3, 10**5, 10**6)
     } | {("ml-100k", None, side) for side in ("users", "items")}
     accuracy = grid.cases("accuracy", chosen)
     # The baseline and the example's pair always run; qr trains its 20x preset.
-    assert {c.case_id() for c in accuracy if c.vocab == "ml-100k"} == {
+    assert {c.case_id() for c in accuracy if c.dataset == "ml-100k"} == {
         "accuracy/full/ml-100k/baseline", "accuracy/example_qr+example_md/ml-100k/example", "accuracy/qr/ml-100k/20x",
     }
 
@@ -96,35 +67,36 @@ def test_case_ids_follow_the_schema():
     assert movielens.case_id() == "lookup/qr/ml-100k/users/64"
     assert movielens.case_id(943) == "lookup/qr/ml-100k/943/64"
     record = grid.base_record(case)
-    assert tuple(record) == grid.EXTRA_INFO_KEYS and record["schema_version"] == 1
+    assert tuple(record) == schema.EXTRA_INFO_KEYS and record["schema_version"] == schema.SCHEMA_VERSION == 2
+    assert record["dataset"] == "synthetic-zipf" and "vocab" not in record
 
 
 def test_sublinear_is_read_from_the_cost_formula():
     # qr grows like sqrt(V): 10**0.5 over a decade.
-    assert grid.growth_ratio("qr", 64) == pytest.approx(10**0.5, rel=1e-3)
-    assert grid.is_sublinear("qr", 64) and grid.is_sublinear("tt", 64) and grid.is_sublinear("dhe", 64)
-    assert grid.growth_ratio("full", 64) == pytest.approx(10.0)
-    assert not grid.is_sublinear("full", 64)
-    assert grid.size_skip_reason("full", 10**7, 64) is None
-    assert "not sublinear" in grid.size_skip_reason("full", 10**8, 64)
-    assert grid.size_skip_reason("qr", 10**8, 64) is None
+    assert rules.growth_ratio("qr", 64) == pytest.approx(10**0.5, rel=1e-3)
+    assert rules.is_sublinear("qr", 64) and rules.is_sublinear("tt", 64) and rules.is_sublinear("dhe", 64)
+    assert rules.growth_ratio("full", 64) == pytest.approx(10.0)
+    assert not rules.is_sublinear("full", 64)
+    assert rules.size_skip_reason("full", 10**7, 64) is None
+    assert "not sublinear" in rules.size_skip_reason("full", 10**8, 64)
+    assert rules.size_skip_reason("qr", 10**8, 64) is None
 
 
 def test_a_strategy_whose_memory_stops_growing_counts_as_sublinear(monkeypatch):
     from membed.strategies.base import Cost
 
-    def capped_cost(cls, vocab_size, dim):
+    def capped_cost(cls, vocab_size, dim, **options):
         return Cost.float32(min(vocab_size, 2**20) * dim)
 
     monkeypatch.setattr(strategies.get("full"), "cost", classmethod(capped_cost))
-    assert grid.is_sublinear("full", 64)
+    assert rules.is_sublinear("full", 64)
 
 
 def test_vocab_sizes_parse_or_say_how():
-    assert grid.parse_vocab_sizes("1000, 1e5,1_000_000") == (1000, 100_000, 1_000_000)
+    assert options.parse_vocab_sizes("1000, 1e5,1_000_000") == (1000, 100_000, 1_000_000)
     for bad in ("10,abc", "0", "1.5", ","):
-        with pytest.raises(grid.GridError, match="--vocab-sizes"):
-            grid.parse_vocab_sizes(bad)
+        with pytest.raises(options.GridError, match="--vocab-sizes"):
+            options.parse_vocab_sizes(bad)
 
 
 @pytest.mark.parametrize(
@@ -136,8 +108,8 @@ def test_vocab_sizes_parse_or_say_how():
     ],
 )
 def test_bad_options_list_the_valid_values(arguments, listed):
-    with pytest.raises(grid.GridError, match=re.escape(listed)):
-        grid.selection_from_options(*arguments)
+    with pytest.raises(options.GridError, match=re.escape(listed)):
+        options.selection_from_options(*arguments)
 
 
 # ----- a tiny run, end to end -------------------------------------------------------------
@@ -153,18 +125,21 @@ def tiny_run(tmp_path_factory):
     return completed, json.loads(out.read_text())
 
 
-def test_tiny_run_writes_every_documented_key(tiny_run):
+def test_tiny_run_writes_every_schema_field(tiny_run):
     _, result = tiny_run
-    documented = documented_keys(README)
     entries = [entry["extra_info"] for entry in result["benchmarks"]]
     assert {e["suite"] for e in entries} == {"memory", "gather", "lookup"}
     for info in entries:
-        assert list(info) == list(documented), info.get("case")
+        assert tuple(info) == schema.EXTRA_INFO_KEYS, info.get("case")
     for info in result["membed"]["not_run"]:  # plus the test's node id, as a benchmark entry has
-        assert list(info) == [*documented, "fullname"], info.get("case")
+        assert tuple(info) == (*schema.EXTRA_INFO_KEYS, "fullname"), info.get("case")
     for info in entries:
         if info["status"] == "ok":
-            wrong = {k: info[k] for k, kind in documented.items() if not type_matches(info[k], kind)}
+            applies = {key for key, field in schema.FIELD.items()
+                       if field.origin == "record" and (field.suites is None or info["suite"] in field.suites)}
+            # A field that applies holds a value of its type (null only where nullable); one that does not is null.
+            wrong = {k: v for k, v in info.items()
+                     if (k in applies and not schema.FIELD[k].accepts(v)) or (k not in applies and v is not None)}
             assert not wrong, (info["case"], wrong)
 
 
@@ -183,7 +158,7 @@ def test_tiny_run_fills_each_suite(tiny_run):
     assert qr["gather_ratio"] > 0 and qr["peak_alloc_bytes_lookup"] is None
     gather = by_case["gather/gather/synthetic-zipf/1000/64"]
     assert gather["options"] == {"table_rows": 1000} and gather["gather_ratio"] is None
-    assert result["membed"]["schema_version"] == 1 and result["membed"]["profile"] == "quick"
+    assert result["membed"]["schema_version"] == 2 and result["membed"]["profile"] == "quick"
 
 
 def test_tiny_run_records_failures_and_goes_on(tiny_run):
