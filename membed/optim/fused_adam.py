@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import keras
 
+from membed.optim.base import handle
+
 
 @keras.saving.register_keras_serializable(package="membed")
 class FusedAdam(keras.optimizers.Adam):
@@ -38,9 +40,9 @@ class FusedAdam(keras.optimizers.Adam):
         index = self._get_variable_index(variable)
         step = tf.cast(self.iterations + 1, tf.float32)
         tf.raw_ops.ResourceApplyAdam(
-            var=_handle(variable),
-            m=_handle(self._momentums[index]),
-            v=_handle(self._velocities[index]),
+            var=handle(variable),
+            m=handle(self._momentums[index]),
+            v=handle(self._velocities[index]),
             beta1_power=tf.pow(tf.constant(self.beta_1, tf.float32), step),
             beta2_power=tf.pow(tf.constant(self.beta_2, tf.float32), step),
             lr=tf.cast(learning_rate, tf.float32),
@@ -49,8 +51,3 @@ class FusedAdam(keras.optimizers.Adam):
             epsilon=tf.constant(self.epsilon, tf.float32),
             grad=tf.convert_to_tensor(gradient, tf.float32),
         )
-
-
-def _handle(variable):
-    """The resource handle of a Keras (or TensorFlow) variable."""
-    return (variable.value if isinstance(variable, keras.Variable) else variable).handle
