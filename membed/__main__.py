@@ -1,6 +1,8 @@
-"""`python -m membed`: list strategies, reproduce the Keras example, train any pair.
+"""`python -m membed`: list strategies, reproduce the Keras example, train any pair, plan memory.
 
-Errors are one line on stderr and exit code 2.
+Errors are one line on stderr and exit code 2. Arguments that need no
+TensorFlow (the dataset's name, the numbers) are checked before it is
+imported, and TensorFlow's start-up log lines are hidden unless `--verbose`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Sequence
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 EXIT_USAGE = 2
+PLAN_PROG = "python -m membed plan"
 
 
 class CliError(Exception):
@@ -27,7 +30,10 @@ def _add_option(group, flag: str, kind: type, default, help: str) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m membed", description=__doc__.splitlines()[0])
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up log lines")
     commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("plan", add_help=False,
+                        help=f"training memory per strategy and hosts needed (`{PLAN_PROG} --help`)")
 
     listing = commands.add_parser("strategies", help="every registered strategy and its options")
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -68,9 +74,6 @@ def _load(args):
     if args.dataset == "synthetic" and args.command == "train":
         return data.planted_ratings(args.num_users, args.num_items, args.num_ratings, rank=args.rank,
                                     noise_sigma=args.noise_sigma, seed=args.seed)
-    if args.dataset not in data.MOVIELENS:
-        valid = ", ".join(data.MOVIELENS) + (", synthetic" if args.command == "train" else "")
-        raise CliError(f"Unknown dataset {args.dataset!r}. Use one of: {valid}.")
     # Messages name this command's flags, not load_movielens' arguments.
     hints = data.SourceHints(data_dir="--data-dir", allow_download="drop --no-download")
     return data.load_movielens(args.dataset, data_dir=args.data_dir, download=not args.no_download, hints=hints)
@@ -184,14 +187,31 @@ def _train_command(args) -> int:
 COMMANDS = {"strategies": _strategies_command, "reproduce": _reproduce_command, "train": _train_command}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def _check_early(args) -> None:
+    """What can be checked before TensorFlow is imported (a usage error then answers at once)."""
+    from membed import data
+
     if getattr(args, "epochs", 1) < 1:
-        print(f"error: invalid --epochs: {args.epochs}. It must be >= 1.", file=sys.stderr)
-        return EXIT_USAGE
+        raise CliError(f"invalid --epochs: {args.epochs}. It must be >= 1.")
+    dataset = getattr(args, "dataset", None)
+    valid = (*data.MOVIELENS, "synthetic") if args.command == "train" else data.MOVIELENS
+    if dataset is not None and dataset not in valid:
+        raise CliError(f"Unknown dataset {dataset!r}. Use one of: {', '.join(valid)}.")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["plan"]:
+        from membed.plan.cli import main as plan_main
+
+        return plan_main(argv[1:], prog=PLAN_PROG)
+    args = _parser().parse_args(argv)
     from membed.data import DataError, DatasetUnavailable
+    from membed.quiet import import_tensorflow
 
     try:
+        _check_early(args)
+        import_tensorflow(verbose=args.verbose)
         return COMMANDS[args.command](args)
     except (CliError, ValueError, DataError, DatasetUnavailable) as error:
         message = " ".join(str(error).split())

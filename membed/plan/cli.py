@@ -19,7 +19,6 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import re
 import signal
 import sys
@@ -270,6 +269,7 @@ def build_parser(prog: str = DEFAULT_PROG) -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", default=str(DEFAULT_BATCH_SIZE),
                         help="ids per step on each host (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up log lines")
     return parser
 
 
@@ -324,8 +324,10 @@ def main(argv: Sequence[str] | None = None, prog: str = DEFAULT_PROG) -> int:
     try:
         plan = check_args(args)
         started = time.perf_counter()
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        from membed import strategies  # imports Keras and TensorFlow: only once the arguments are good
+        from membed.quiet import import_tensorflow
+
+        import_tensorflow(verbose=args.verbose)  # only once the arguments are good; its log lines hidden
+        from membed import strategies
 
         names = plan.strategies or tuple(strategies.names())
         unknown = [n for n in names if n not in strategies.names()]
