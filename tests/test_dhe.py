@@ -7,6 +7,7 @@ import math
 import keras
 import numpy as np
 import pytest
+import strategy_checks as checks
 from helpers import fit_to_targets
 from keras import ops
 
@@ -25,11 +26,7 @@ from membed.strategies.dhe import DHEEmbedding
     ],
 )
 def test_cost_matches_hand_count_and_built_layer(vocab_size, dim, options, params):
-    cost = DHEEmbedding.cost(vocab_size, dim, **options)
-    assert cost.params == params
-    assert cost.bytes_by_dtype == {"float32": 4 * params}
-    assert cost.index_bytes == 0
-    assert registry.build("dhe", vocab_size, dim, **options).count_params() == params
+    checks.cost("dhe", vocab_size, dim, options, params)
 
 
 def test_no_table_size_does_not_depend_on_vocabulary():
@@ -60,10 +57,7 @@ def test_hidden_parses_from_a_spec():
     ],
 )
 def test_bad_options(options, message):
-    with pytest.raises(ValueError, match=message):
-        DHEEmbedding(1000, 8, **options)
-    with pytest.raises(ValueError, match=message):
-        DHEEmbedding.cost(1000, 8, **options)
+    checks.bad_options(DHEEmbedding, options, message)
 
 
 def test_encoding_is_pinned_and_matches_numpy_reference():
@@ -110,10 +104,7 @@ def test_learns_random_targets(activation):
 
 @pytest.mark.parametrize("compression", [5, 20, 100])
 def test_options_for_compression(compression):
-    vocab_size, dim = 100_000, 64
-    options = DHEEmbedding.options_for_compression(vocab_size, dim, compression)
-    reached = vocab_size * dim / DHEEmbedding.cost(vocab_size, dim, **options).params
-    assert abs(reached / compression - 1) < 0.2
+    checks.reaches_compression(DHEEmbedding, compression)
 
 
 def test_options_for_compression_narrows_the_code_for_small_budgets():

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import keras
 import numpy as np
 import pytest
+import strategy_checks as checks
 from keras import ops
 
-from helpers import fit_to_teacher, randomise_weights
-
 from membed.strategies import registry
-from membed.strategies._hashing import HashFamily
 from membed.strategies.double_hash import DoubleHashEmbedding
 
 
@@ -26,11 +23,7 @@ from membed.strategies.double_hash import DoubleHashEmbedding
     ],
 )
 def test_cost_matches_hand_count_and_built_layer(vocab_size, dim, options, params):
-    cost = DoubleHashEmbedding.cost(vocab_size, dim, **options)
-    assert cost.params == params
-    assert cost.bytes_by_dtype == {"float32": 4 * params}
-    assert cost.index_bytes == 0
-    assert registry.build("double_hash", vocab_size, dim, **options).count_params() == params
+    checks.cost("double_hash", vocab_size, dim, options, params)
 
 
 @pytest.mark.parametrize(
@@ -44,28 +37,13 @@ def test_cost_matches_hand_count_and_built_layer(vocab_size, dim, options, param
     ],
 )
 def test_bad_options(dim, options, message):
-    with pytest.raises(ValueError, match=message):
-        DoubleHashEmbedding(1000, dim, **options)
-    with pytest.raises(ValueError, match=message):
-        DoubleHashEmbedding.cost(1000, dim, **options)
+    checks.bad_options(DoubleHashEmbedding, options, message, dim=dim)
 
 
 def test_row_maps_are_pinned_and_match_numpy_reference():
     layer = DoubleHashEmbedding(1000, 8, num_rows=100, seed=0)
-    ids = np.array([0, 1, 2, 3, 500, 999], dtype="int32")
-    # Recorded in another process; fails if placement ever changes.
-    assert ops.convert_to_numpy(layer.rows(ids)).tolist() == [
-        [35, 51],
-        [95, 37],
-        [39, 19],
-        [23, 43],
-        [9, 13],
-        [30, 91],
-    ]
-    all_ids = np.arange(1000, dtype="int32")
-    np.testing.assert_array_equal(
-        ops.convert_to_numpy(layer.rows(all_ids)), HashFamily(0, 2).buckets_numpy(all_ids, 100)
-    )
+    pinned = [[35, 51], [95, 37], [39, 19], [23, 43], [9, 13], [30, 91]]
+    checks.pinned_map(layer.rows, pinned, count=2, num_buckets=100)
 
 
 @pytest.mark.parametrize("combiner", ["sum", "concat"])
@@ -100,34 +78,17 @@ def test_two_hashes_separate_ids_that_one_hash_merges():
 
 
 def test_huge_vocabulary_uses_int64_ids():
-    vocab_size = 3 * 2**31
-    layer = registry.build("double_hash", vocab_size, 4, num_rows=1000)
-    ids = np.array([0, 2**31 + 5, vocab_size - 1], dtype=np.int64)
-    assert ops.convert_to_numpy(layer(ids)).shape == (3, 4)
-    np.testing.assert_array_equal(
-        ops.convert_to_numpy(layer.rows(ids)), HashFamily(0, 2).buckets_numpy(ids, 1000)
-    )
+    checks.huge_vocabulary("double_hash", count=2, num_buckets=1000, num_rows=1000)
 
 
 @pytest.mark.parametrize("combiner", ["sum", "concat"])
 def test_learns_a_planted_table(combiner):
-    keras.utils.set_random_seed(0)
-    ids = np.arange(200, dtype="int32")
-    options = {"num_rows": 50, "combiner": combiner, "seed": 3}
-    teacher = registry.build("double_hash", 200, 8, **options)
-    randomise_weights(teacher)
-    student = registry.build("double_hash", 200, 8, **options)
-    before, after = fit_to_teacher(student, teacher, ids)
-    assert after < 0.01 * before
+    checks.learns_from_teacher("double_hash", {"num_rows": 50, "combiner": combiner, "seed": 3})
 
 
 @pytest.mark.parametrize("compression", [5, 20, 100])
 def test_options_for_compression(compression):
-    vocab_size, dim = 100_000, 64
-    options = DoubleHashEmbedding.options_for_compression(vocab_size, dim, compression)
-    assert options["combiner"] == "sum"
-    reached = vocab_size * dim / DoubleHashEmbedding.cost(vocab_size, dim, **options).params
-    assert abs(reached / compression - 1) < 0.2
+    assert checks.reaches_compression(DoubleHashEmbedding, compression)["combiner"] == "sum"
 
 
 def test_options_for_compression_falls_back_to_concat_then_gives_up():

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import keras
 import numpy as np
 import pytest
+import strategy_checks as checks
 from keras import ops
-
-from helpers import fit_to_teacher, randomise_weights
 
 from membed.strategies import registry
 from membed.strategies._hashing import HashFamily
@@ -25,14 +23,7 @@ from membed.strategies.freq_hash import FreqHashEmbedding
     ],
 )
 def test_cost_matches_hand_count(vocab_size, dim, options, params, index_bytes):
-    cost = FreqHashEmbedding.cost(vocab_size, dim, **options)
-    assert cost.params == params
-    assert cost.bytes_by_dtype == {"float32": 4 * params}
-    assert cost.index_bytes == index_bytes
-    if vocab_size < 10**6:
-        layer = registry.build("freq_hash", vocab_size, dim, **options)
-        assert layer.count_params() == params
-        assert layer.index_bytes == index_bytes
+    checks.cost("freq_hash", vocab_size, dim, options, params, index_bytes, build=vocab_size < 10**6)
 
 
 @pytest.mark.parametrize(
@@ -49,10 +40,7 @@ def test_cost_matches_hand_count(vocab_size, dim, options, params, index_bytes):
     ],
 )
 def test_bad_options(options, message):
-    with pytest.raises(ValueError, match=message):
-        FreqHashEmbedding(1000, 8, **options)
-    with pytest.raises(ValueError, match=message):
-        FreqHashEmbedding.cost(1000, 8, **options)
+    checks.bad_options(FreqHashEmbedding, options, message)
 
 
 def test_bad_counts():
@@ -102,23 +90,18 @@ def test_lookup_reads_private_or_shared_rows():
 def test_index_survives_save_and_reload(tmp_path):
     counts = np.random.default_rng(0).zipf(1.5, 500)
     layer = registry.build("freq_hash", 500, 4, counts=counts, top_k=25, num_rows=30, layer_name="emb")
-    inputs = keras.Input(shape=(), dtype="int32")
-    model = keras.Model(inputs, layer(inputs))
-    path = tmp_path / "freq_hash.keras"
-    model.save(path)
-    loaded = keras.saving.load_model(path).get_layer("emb")
+    ids = np.arange(500, dtype="int32")
+    loaded = checks.keras_file_round_trip(layer, ids, tmp_path / "freq_hash.keras").get_layer("emb")
     np.testing.assert_array_equal(
         ops.convert_to_numpy(loaded.index("top_ids")), ops.convert_to_numpy(layer.index("top_ids"))
     )
-    ids = np.arange(500, dtype="int32")
     np.testing.assert_array_equal(ops.convert_to_numpy(loaded(ids)), ops.convert_to_numpy(layer(ids)))
 
 
 def test_huge_vocabulary_uses_int64_ids():
-    vocab_size = 3 * 2**31
-    layer = registry.build("freq_hash", vocab_size, 4, top_k=5, num_rows=1000)
+    layer = registry.build("freq_hash", checks.HUGE_VOCAB, 4, top_k=5, num_rows=1000)
     assert ops.convert_to_numpy(layer.index("top_ids")).dtype == np.int64
-    ids = np.array([0, 4, 2**31 + 5, vocab_size - 1], dtype=np.int64)
+    ids = np.array([0, 4, 2**31 + 5, checks.HUGE_VOCAB - 1], dtype=np.int64)
     assert ops.convert_to_numpy(layer(ids)).shape == (4, 4)
     slots = ops.convert_to_numpy(layer.rows(ids))
     assert slots[:2].tolist() == [0, 4]
@@ -126,24 +109,14 @@ def test_huge_vocabulary_uses_int64_ids():
 
 
 def test_learns_a_planted_table():
-    keras.utils.set_random_seed(0)
-    ids = np.arange(200, dtype="int32")
-    options = {"top_k": 20, "num_rows": 40, "seed": 3}
     counts = np.random.default_rng(1).zipf(1.3, 200)
-    teacher = registry.build("freq_hash", 200, 8, counts=counts, **options)
-    randomise_weights(teacher)
-    student = registry.build("freq_hash", 200, 8, counts=counts, **options)
-    before, after = fit_to_teacher(student, teacher, ids)
-    assert after < 0.01 * before
+    checks.learns_from_teacher("freq_hash", {"top_k": 20, "num_rows": 40, "seed": 3}, counts=counts)
 
 
 @pytest.mark.parametrize("compression", [5, 20, 100])
 def test_options_for_compression(compression):
-    vocab_size, dim = 100_000, 64
-    options = FreqHashEmbedding.options_for_compression(vocab_size, dim, compression)
+    options = checks.reaches_compression(FreqHashEmbedding, compression)
     assert options["top_k"] > 0 and options["num_rows"] > 0
-    reached = vocab_size * dim / FreqHashEmbedding.cost(vocab_size, dim, **options).params
-    assert abs(reached / compression - 1) < 0.2
 
 
 def test_options_for_compression_out_of_reach():

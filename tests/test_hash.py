@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import keras
 import numpy as np
 import pytest
+import strategy_checks as checks
 from keras import ops
 
-from helpers import fit_to_teacher, randomise_weights
-
 from membed.strategies import registry
-from membed.strategies._hashing import HashFamily
 from membed.strategies.hash import HashEmbedding
 
 
@@ -24,11 +21,7 @@ from membed.strategies.hash import HashEmbedding
     ],
 )
 def test_cost_matches_hand_count_and_built_layer(vocab_size, dim, options, params):
-    cost = HashEmbedding.cost(vocab_size, dim, **options)
-    assert cost.params == params
-    assert cost.bytes_by_dtype == {"float32": 4 * params}
-    assert cost.index_bytes == 0
-    assert registry.build("hash", vocab_size, dim, **options).count_params() == params
+    checks.cost("hash", vocab_size, dim, options, params)
 
 
 @pytest.mark.parametrize(
@@ -41,22 +34,12 @@ def test_cost_matches_hand_count_and_built_layer(vocab_size, dim, options, param
     ],
 )
 def test_bad_options(options, message):
-    with pytest.raises(ValueError, match=message):
-        HashEmbedding(1000, 8, **options)
-    with pytest.raises(ValueError, match=message):
-        HashEmbedding.cost(1000, 8, **options)
+    checks.bad_options(HashEmbedding, options, message)
 
 
 def test_row_map_is_pinned_and_matches_numpy_reference():
     layer = HashEmbedding(1000, 8, num_rows=100, seed=0)
-    ids = np.array([0, 1, 2, 3, 500, 999], dtype="int32")
-    rows = ops.convert_to_numpy(layer.rows(ids))
-    # Recorded in another process; fails if placement ever changes.
-    assert rows.tolist() == [35, 95, 39, 23, 9, 30]
-    all_ids = np.arange(1000, dtype="int32")
-    np.testing.assert_array_equal(
-        ops.convert_to_numpy(layer.rows(all_ids)), HashFamily(0, 1).buckets_numpy(all_ids, 100)[:, 0]
-    )
+    checks.pinned_map(layer.rows, [35, 95, 39, 23, 9, 30], count=1, num_buckets=100)
 
 
 def test_lookup_reads_the_hashed_row():
@@ -79,31 +62,16 @@ def test_seed_changes_the_map_and_every_row_is_used():
 
 
 def test_huge_vocabulary_uses_int64_ids():
-    vocab_size = 3 * 2**31
-    layer = registry.build("hash", vocab_size, 4, num_rows=1000)
-    ids = np.array([0, 2**31 + 5, vocab_size - 1], dtype=np.int64)
-    assert ops.convert_to_numpy(layer(ids)).shape == (3, 4)
-    np.testing.assert_array_equal(
-        ops.convert_to_numpy(layer.rows(ids)), HashFamily(0, 1).buckets_numpy(ids, 1000)[:, 0]
-    )
+    checks.huge_vocabulary("hash", count=1, num_buckets=1000, num_rows=1000)
 
 
 def test_learns_a_planted_table():
-    keras.utils.set_random_seed(0)
-    ids = np.arange(200, dtype="int32")
-    teacher = registry.build("hash", 200, 8, num_rows=50, seed=3)
-    randomise_weights(teacher)
-    student = registry.build("hash", 200, 8, num_rows=50, seed=3)
-    before, after = fit_to_teacher(student, teacher, ids)
-    assert after < 0.01 * before
+    checks.learns_from_teacher("hash", {"num_rows": 50, "seed": 3})
 
 
 @pytest.mark.parametrize("compression", [5, 20, 100])
 def test_options_for_compression(compression):
-    vocab_size, dim = 100_000, 64
-    options = HashEmbedding.options_for_compression(vocab_size, dim, compression)
-    reached = vocab_size * dim / HashEmbedding.cost(vocab_size, dim, **options).params
-    assert abs(reached / compression - 1) < 0.2
+    checks.reaches_compression(HashEmbedding, compression)
 
 
 def test_options_for_compression_out_of_reach():

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+import strategy_checks as checks
 from keras import ops
 
 from membed.strategies import registry
@@ -107,13 +108,7 @@ def test_fresh_int8_table_is_a_seeded_quantized_uniform_table():
 @pytest.mark.parametrize("storage", ["int8", "bfloat16"])
 def test_keras_file_round_trip_keeps_the_stored_dtype(storage, tmp_path):
     layer = QuantizedEmbedding.from_table(planted_table(), storage=storage, name="emb")
-    inputs = keras.Input((2,), dtype="int32")
-    model = keras.Model(inputs, layer(inputs))
-    ids = np.array([[0, 49], [3, 4]])
-    path = tmp_path / "quantized.keras"
-    model.save(path)
-    reloaded = keras.models.load_model(path)
-    np.testing.assert_array_equal(model.predict(ids, verbose=0), reloaded.predict(ids, verbose=0))
+    reloaded = checks.keras_file_round_trip(layer, np.array([[0, 49], [3, 4]]), tmp_path / "quantized.keras")
     dtypes = sorted(keras.backend.standardize_dtype(w.dtype) for w in reloaded.get_layer("emb").weights)
     assert dtypes == (["float32", "int8"] if storage == "int8" else ["bfloat16"])
 
@@ -128,16 +123,7 @@ def test_half_precision_table_learns_a_planted_table(storage):
     # SGD: Keras optimizers do their arithmetic in the variable's dtype, so
     # the default Adam cannot train a 16-bit table (see the class docstring).
     keras.utils.set_random_seed(0)
-    vocab_size, dim = 40, 8
-    target = np.random.default_rng(1).normal(scale=0.3, size=(vocab_size, dim)).astype("float32")
-    layer = QuantizedEmbedding(vocab_size, dim, storage=storage)
-    ids = np.arange(vocab_size)
-    start = float(np.mean((ops.convert_to_numpy(layer(ids)) - target) ** 2))
-    inputs = keras.Input((), dtype="int32")
-    model = keras.Model(inputs, layer(inputs))
-    model.compile(keras.optimizers.SGD(10.0), "mse")
-    train_ids = np.random.default_rng(2).permutation(np.tile(ids, 15))
-    model.fit(train_ids, target[train_ids], epochs=1, batch_size=32, verbose=0)
-    end = float(np.mean((ops.convert_to_numpy(layer(ids)) - target) ** 2))
+    layer = QuantizedEmbedding(40, 8, storage=storage)
+    start, end = checks.fit_planted_table(layer, 40, 8, keras.optimizers.SGD(10.0), passes=15)
     assert end < 0.1 * start, (start, end)
     assert keras.backend.standardize_dtype(layer.embeddings.dtype) == storage

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import keras
 import numpy as np
 import pytest
+import strategy_checks as checks
 from keras import ops
 
-from helpers import fit_to_teacher, randomise_weights
-
 from membed.strategies import registry
-from membed.strategies._hashing import HashFamily
 from membed.strategies.robe import ROBEEmbedding
 
 
@@ -25,11 +22,7 @@ from membed.strategies.robe import ROBEEmbedding
     ],
 )
 def test_cost_matches_hand_count_and_built_layer(vocab_size, dim, options, params):
-    cost = ROBEEmbedding.cost(vocab_size, dim, **options)
-    assert cost.params == params
-    assert cost.bytes_by_dtype == {"float32": 4 * params}
-    assert cost.index_bytes == 0
-    assert registry.build("robe", vocab_size, dim, **options).count_params() == params
+    checks.cost("robe", vocab_size, dim, options, params)
 
 
 def test_default_block_size():
@@ -49,28 +42,13 @@ def test_default_block_size():
     ],
 )
 def test_bad_options(options, message):
-    with pytest.raises(ValueError, match=message):
-        ROBEEmbedding(1000, 8, **options)
-    with pytest.raises(ValueError, match=message):
-        ROBEEmbedding.cost(1000, 8, **options)
+    checks.bad_options(ROBEEmbedding, options, message)
 
 
 def test_offsets_are_pinned_and_match_numpy_reference():
     layer = ROBEEmbedding(1000, 8, size=1000, block_size=4, seed=0)
-    ids = np.array([0, 1, 2, 3, 500, 999], dtype="int32")
-    # Recorded in another process; fails if placement ever changes.
-    assert ops.convert_to_numpy(layer.offsets(ids)).tolist() == [
-        [935, 951],
-        [395, 537],
-        [739, 319],
-        [523, 43],
-        [909, 613],
-        [530, 91],
-    ]
-    all_ids = np.arange(1000, dtype="int32")
-    np.testing.assert_array_equal(
-        ops.convert_to_numpy(layer.offsets(all_ids)), HashFamily(0, 2).buckets_numpy(all_ids, 1000)
-    )
+    pinned = [[935, 951], [395, 537], [739, 319], [523, 43], [909, 613], [530, 91]]
+    checks.pinned_map(layer.offsets, pinned, count=2, num_buckets=1000)
 
 
 def test_blocks_are_consecutive_wrap_around_and_are_cut_to_dim():
@@ -97,32 +75,16 @@ def test_lookup_reads_the_shared_array():
 
 
 def test_huge_vocabulary_uses_int64_ids():
-    vocab_size = 3 * 2**31
-    layer = registry.build("robe", vocab_size, 4, size=1000, block_size=2)
-    ids = np.array([0, 2**31 + 5, vocab_size - 1], dtype=np.int64)
-    assert ops.convert_to_numpy(layer(ids)).shape == (3, 4)
-    np.testing.assert_array_equal(
-        ops.convert_to_numpy(layer.offsets(ids)), HashFamily(0, 2).buckets_numpy(ids, 1000)
-    )
+    checks.huge_vocabulary("robe", count=2, num_buckets=1000, hashed="offsets", size=1000, block_size=2)
 
 
 def test_learns_a_planted_array():
-    keras.utils.set_random_seed(0)
-    ids = np.arange(200, dtype="int32")
-    options = {"size": 400, "block_size": 4, "seed": 3}
-    teacher = registry.build("robe", 200, 8, **options)
-    randomise_weights(teacher)
-    student = registry.build("robe", 200, 8, **options)
-    before, after = fit_to_teacher(student, teacher, ids)
-    assert after < 0.01 * before
+    checks.learns_from_teacher("robe", {"size": 400, "block_size": 4, "seed": 3})
 
 
 @pytest.mark.parametrize("compression", [5, 20, 100])
 def test_options_for_compression(compression):
-    vocab_size, dim = 100_000, 64
-    options = ROBEEmbedding.options_for_compression(vocab_size, dim, compression)
-    reached = vocab_size * dim / ROBEEmbedding.cost(vocab_size, dim, **options).params
-    assert abs(reached / compression - 1) < 0.2
+    checks.reaches_compression(ROBEEmbedding, compression)
 
 
 def test_options_for_compression_out_of_reach():

@@ -9,6 +9,7 @@ import sys
 import keras
 import numpy as np
 import pytest
+import strategy_checks as checks
 from keras import ops
 
 from membed.strategies import registry
@@ -120,10 +121,7 @@ def test_lookup_matches_the_dense_tensor_train(vocab_size, dim, options):
     ],
 )
 def test_bad_options_raise_one_clear_line(options, message):
-    with pytest.raises(ValueError, match=f"^{message}$"):
-        TTEmbedding(100, 8, **options)
-    with pytest.raises(ValueError, match=f"^{message}$"):
-        TTEmbedding.cost(100, 8, **options)
+    checks.bad_options(TTEmbedding, options, f"^{message}$", vocab_size=100)
 
 
 def test_options_parse_from_cli_strings():
@@ -143,18 +141,8 @@ def test_initial_rows_have_the_variance_of_a_default_keras_table(vocab_size, dim
 
 def test_learns_a_planted_table():
     keras.utils.set_random_seed(0)
-    vocab_size, dim = 60, 8
-    target = np.random.default_rng(1).normal(scale=0.3, size=(vocab_size, dim)).astype("float32")
-    layer = TTEmbedding(vocab_size, dim, rank=8)
-    ids = np.arange(vocab_size)
-    start = float(np.mean((ops.convert_to_numpy(layer(ids)) - target) ** 2))
-    inputs = keras.Input((), dtype="int32")
-    model = keras.Model(inputs, layer(inputs))
-    model.compile(keras.optimizers.Adam(0.02), "mse")
-    # One epoch over many shuffled copies: one trace, 30 passes over the ids.
-    train_ids = np.random.default_rng(2).permutation(np.tile(ids, 30))
-    model.fit(train_ids, target[train_ids], epochs=1, batch_size=32, verbose=0)
-    end = float(np.mean((ops.convert_to_numpy(layer(ids)) - target) ** 2))
+    layer = TTEmbedding(60, 8, rank=8)
+    start, end = checks.fit_planted_table(layer, 60, 8, keras.optimizers.Adam(0.02), passes=30)
     assert end < 0.3 * start, (start, end)
 
 
@@ -184,13 +172,7 @@ def test_config_and_keras_file_round_trip(tmp_path):
     layer = TTEmbedding(37, 17, rank=3, vocab_factors=[3, 4, 4])
     clone = TTEmbedding.from_config(layer.get_config())
     assert (clone.vocab_factors_used, clone.dim_factors_used) == (layer.vocab_factors_used, layer.dim_factors_used)
-    inputs = keras.Input((2,), dtype="int32")
-    model = keras.Model(inputs, layer(inputs))
-    ids = np.array([[0, 36], [5, 7]])
-    path = tmp_path / "tt.keras"
-    model.save(path)
-    reloaded = keras.models.load_model(path)
-    np.testing.assert_array_equal(model.predict(ids, verbose=0), reloaded.predict(ids, verbose=0))
+    checks.keras_file_round_trip(layer, np.array([[0, 36], [5, 7]]), tmp_path / "tt.keras")
 
 
 _HUGE_SCRIPT = """

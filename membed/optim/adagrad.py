@@ -8,8 +8,36 @@ import tensorflow as tf
 from membed.optim.base import Fill, RowSparseOptimizer, handle, itemsize
 
 
+class AdagradBase(RowSparseOptimizer):
+    """The options both AdaGrads share: the starting accumulator and `epsilon`, checked and saved.
+
+    Args:
+        learning_rate: step size.
+        initial_accumulator_value: starting accumulator, >= 0.
+        epsilon: added to the denominator, >= 0.
+        **kwargs: other `keras.optimizers.Optimizer` arguments.
+    """
+
+    def __init__(self, learning_rate, initial_accumulator_value, epsilon, **kwargs):
+        super().__init__(learning_rate=learning_rate, **kwargs)
+        if initial_accumulator_value < 0 or epsilon < 0:
+            raise ValueError(
+                f"{type(self).__name__}: `initial_accumulator_value` and `epsilon` must be >= 0; "
+                f"got {initial_accumulator_value!r} and {epsilon!r}."
+            )
+        self.initial_accumulator_value = float(initial_accumulator_value)
+        self.epsilon = float(epsilon)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "initial_accumulator_value": self.initial_accumulator_value,
+            "epsilon": self.epsilon,
+        }
+
+
 @keras.saving.register_keras_serializable(package="membed")
-class Adagrad(RowSparseOptimizer):
+class Adagrad(AdagradBase):
     """AdaGrad: `acc += g**2; var -= learning_rate * g / (sqrt(acc) + epsilon)`, per value.
 
     The accumulator has the variable's shape and dtype. A sparse gradient
@@ -38,14 +66,7 @@ class Adagrad(RowSparseOptimizer):
     """
 
     def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7, name="adagrad", **kwargs):
-        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
-        if initial_accumulator_value < 0 or epsilon < 0:
-            raise ValueError(
-                f"Adagrad: `initial_accumulator_value` and `epsilon` must be >= 0; "
-                f"got {initial_accumulator_value!r} and {epsilon!r}."
-            )
-        self.initial_accumulator_value = float(initial_accumulator_value)
-        self.epsilon = float(epsilon)
+        super().__init__(learning_rate, initial_accumulator_value, epsilon, name=name, **kwargs)
 
     @classmethod
     def state_bytes_per_row(cls, dim: int, dtype: str = "float32") -> int:
@@ -69,11 +90,4 @@ class Adagrad(RowSparseOptimizer):
         tf.raw_ops.ResourceSparseApplyAdagradV2(
             var=handle(variable), accum=handle(slots[0]), lr=lr, epsilon=epsilon, grad=values, indices=rows
         )
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "initial_accumulator_value": self.initial_accumulator_value,
-            "epsilon": self.epsilon,
-        }
 

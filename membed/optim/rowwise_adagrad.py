@@ -5,11 +5,12 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from membed.optim.base import Fill, RowSparseOptimizer, tf_variable
+from membed.optim.adagrad import AdagradBase
+from membed.optim.base import Fill, tf_variable
 
 
 @keras.saving.register_keras_serializable(package="membed")
-class RowwiseAdagrad(RowSparseOptimizer):
+class RowwiseAdagrad(AdagradBase):
     """AdaGrad with one accumulator per row: the embedding optimizer of production recommenders.
 
     For each row `r` a batch touches, with `g` the row's summed gradient:
@@ -50,14 +51,7 @@ class RowwiseAdagrad(RowSparseOptimizer):
 
     def __init__(self, learning_rate=0.01, initial_accumulator_value=0.0, epsilon=1e-8,
                  name="rowwise_adagrad", **kwargs):
-        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
-        if initial_accumulator_value < 0 or epsilon < 0:
-            raise ValueError(
-                f"RowwiseAdagrad: `initial_accumulator_value` and `epsilon` must be >= 0; "
-                f"got {initial_accumulator_value!r} and {epsilon!r}."
-            )
-        self.initial_accumulator_value = float(initial_accumulator_value)
-        self.epsilon = float(epsilon)
+        super().__init__(learning_rate, initial_accumulator_value, epsilon, name=name, **kwargs)
 
     @classmethod
     def state_bytes_per_row(cls, dim: int, dtype: str = "float32") -> int:
@@ -91,13 +85,6 @@ class RowwiseAdagrad(RowSparseOptimizer):
         accumulator.scatter_update(tf.IndexedSlices(accumulated, rows))
         update = self._scaled(values, accumulated, learning_rate, variable.dtype)
         variable.scatter_sub(tf.IndexedSlices(update, rows))
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "initial_accumulator_value": self.initial_accumulator_value,
-            "epsilon": self.epsilon,
-        }
 
 
 def _row_mean_square(values):

@@ -30,6 +30,10 @@ same way wherever it is loaded.
 
 `HashFamily.*_numpy` are NumPy reference versions of the same functions, for
 tests and for offline id -> row maps.
+
+The pieces the hashing strategies share live here too: `HashingStrategy`
+(the base class that seeds their family), `seed_option` / `check_seed` (the
+`seed` option) and the sizing helpers of `options_for_compression`.
 """
 
 from __future__ import annotations
@@ -40,6 +44,9 @@ from collections.abc import Callable
 import keras
 import numpy as np
 from keras import ops
+
+from membed.strategies.base import EmbeddingStrategy
+from membed.strategies.config import option
 
 MERSENNE_PRIME = 2**31 - 1
 HASH_BITS = 31
@@ -119,6 +126,48 @@ def nearest_size(
     """
     candidates = {max(1, math.floor(ideal)), max(1, math.ceil(ideal))}
     return min(sorted(candidates), key=lambda size: abs(vocab_size * dim / params(size) / compression - 1))
+
+
+def reaching_size(
+    ideal: float, vocab_size: int, dim: int, compression: float, params: Callable[[int], int]
+) -> int | None:
+    """`nearest_size(...)` when its `params` give `compression`x within COMPRESSION_TOLERANCE, else None."""
+    size = nearest_size(ideal, vocab_size, dim, compression, params)
+    return size if within_reach(vocab_size, dim, compression, params(size)) else None
+
+
+def rows_for_compression(strategy: str, vocab_size: int, dim: int, compression,
+                         nearest: str = "the nearest table, {rows} rows") -> int:
+    """Rows of `dim` values, in all, that give about `compression` times fewer parameters than a full table.
+
+    Args:
+        strategy: how errors name the strategy.
+        vocab_size, dim: the full table's size.
+        compression: the target ratio, a number >= 1.
+        nearest: how the error describes the nearest row count, a template
+            with `{rows}`.
+
+    Raises:
+        ValueError: for a target below 1, or when the nearest row count misses
+            it by more than COMPRESSION_TOLERANCE.
+
+    Example:
+        >>> rows_for_compression("hash", 100_000, 64, 20)
+        5000
+    """
+    check_compression(strategy, compression)
+    rows = nearest_size(vocab_size / compression, vocab_size, dim, compression, lambda rows: rows * dim)
+    if not within_reach(vocab_size, dim, compression, rows * dim):
+        raise ValueError(
+            f"{strategy}: cannot reach {compression}x compression at vocab_size={vocab_size}: "
+            f"{nearest.format(rows=rows)}, gives {vocab_size / rows:.3g}x."
+        )
+    return rows
+
+
+def seed_option() -> int:
+    """The `seed` field of a hashing strategy's config: an integer >= 0 (`check_seed`), default 0."""
+    return option(0, "hash seed (integer >= 0)")
 
 
 def check_seed(layer: str, seed) -> int:
@@ -214,6 +263,23 @@ class HashFamily:
     def unit_numpy(self, ids: np.ndarray) -> np.ndarray:
         """NumPy reference of `unit` (float64)."""
         return self.hash_numpy(ids) / _LOW31 * 2.0 - 1.0
+
+
+class HashingStrategy(EmbeddingStrategy):
+    """Base of the strategies that hash ids: `hash_count()` functions of one `HashFamily`, seeded by `seed`.
+
+    A subclass's config declares the option as `seed: int = seed_option()`;
+    the family is made once the options are resolved, so `hash_count` may
+    read them. Lookups read it as `self._hasher`.
+    """
+
+    def __init__(self, vocab_size, dim, **kwargs):
+        super().__init__(vocab_size, dim, **kwargs)
+        self._hasher = HashFamily(self.seed, self.hash_count())
+
+    def hash_count(self) -> int:
+        """How many independent functions the layer hashes each id with (1 unless overridden)."""
+        return 1
 
 
 def _mix(h):

@@ -29,8 +29,9 @@ import keras
 import numpy as np
 from keras import ops
 
-# Option, the parsers and the checks live with the configs; imported here for the strategy modules.
+# Cost, Option, the parsers and the checks live with the configs; imported here for the strategy modules.
 from membed.strategies.config import (  # noqa: F401
+    Cost,
     Option,
     StrategyConfig,
     check_choice,
@@ -40,8 +41,9 @@ from membed.strategies.config import (  # noqa: F401
     optional_int,
     optional_int_list,
 )
-# gather_rows and take_rows are imported here for the strategy modules.
-from membed.strategies.storage import TableStorage, check_storage, gather_rows, stored_sizes, take_rows  # noqa: F401
+# TableUniform, gather_rows and take_rows are imported here for the strategy modules.
+from membed.strategies.initializers import TableUniform  # noqa: F401
+from membed.strategies.storage import TableStorage, check_storage, gather_rows, take_rows  # noqa: F401
 
 BYTES_PER_DTYPE = {
     "float32": 4,
@@ -55,52 +57,6 @@ BYTES_PER_DTYPE = {
 
 class InvalidIdError(ValueError):
     """An id outside `[0, vocab_size)` reached an embedding layer."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Cost:
-    """Closed-form size of a strategy, computable before building it.
-
-    Attributes:
-        params: number of scalars held in weights (what `count_params()` gives).
-        bytes_by_dtype: bytes of those weights, keyed by storage dtype.
-        index_bytes: bytes of non-parameter id-mapping state.
-        tables: shapes of the weights that are tables, which `stored` converts;
-            the other parameters are dense and stay float32.
-        storage: the dtype the tables are stored in (see `storage.py`).
-    """
-
-    params: int
-    bytes_by_dtype: dict[str, int]
-    index_bytes: int = 0
-    tables: tuple[tuple[int, ...], ...] = dataclasses.field(default=(), repr=False)
-    storage: str = dataclasses.field(default="float32", repr=False)
-
-    @property
-    def param_bytes(self) -> int:
-        return sum(self.bytes_by_dtype.values())
-
-    @classmethod
-    def float32(cls, params: int, index_bytes: int = 0, tables=()) -> "Cost":
-        tables = tuple(tuple(int(d) for d in shape) for shape in tables)
-        return cls(params=params, bytes_by_dtype={"float32": 4 * params}, index_bytes=index_bytes, tables=tables)
-
-    def stored(self, storage: str) -> "Cost":
-        """This cost with its tables stored as `storage`; dense weights stay float32.
-
-        Example:
-            >>> Cost.float32(40, tables=[(10, 4)]).stored("int8").bytes_by_dtype  # + a float32 scale per row
-            {'int8': 40, 'float32': 40}
-        """
-        check_storage("Cost", storage)
-        if storage == self.storage:
-            return self
-        if self.storage != "float32":
-            raise ValueError(f"Cost: only a float32 cost converts; this one is stored as {self.storage!r}.")
-        if not self.tables:
-            raise ValueError(f"Cost: no tables to store as {storage!r}; dense weights stay float32.")
-        params, bytes_by_dtype = stored_sizes(self.params, self.tables, storage)
-        return dataclasses.replace(self, params=params, bytes_by_dtype=bytes_by_dtype, storage=storage)
 
 
 class EmbeddingStrategy(TableStorage, keras.layers.Layer):
@@ -412,50 +368,3 @@ def compiling_with_xla() -> bool:
 # 25 MB one (hash at V = 3,706 and 1e6, batch 4096, dim 64; bench notes in
 # reports/README.md).
 FUSED_GATHER_MAX_BYTES = 4 * 2**20
-
-# Tables of at least this many values are drawn inside a tf.function (see TableUniform).
-_GRAPH_INIT_VALUES = 2**20
-
-
-class TableUniform(keras.initializers.Initializer):
-    """Uniform(-limit, limit) initializer whose peak memory is one copy of the table.
-
-    Keras's `RandomUniform` draws [0, 1) values, then scales and shifts them
-    op by op, so a 1 GB table briefly needs about 3 GB; at 1e8 ids that alone
-    breaks a 2 GB budget. On the TensorFlow backend this draws the same
-    distribution inside one `tf.function`, where TensorFlow reuses the draw's
-    buffer for the scale and shift, and the variable adopts the result without
-    a copy. The per-call seed comes from Keras's global seed state, so
-    `keras.utils.set_random_seed` makes it reproducible. Other backends use
-    `keras.random.uniform`.
-
-    Args:
-        limit: half-width of the interval; 0.05 matches Keras's "uniform".
-
-    Example:
-        >>> self.add_weight(shape=(rows, dim), initializer=TableUniform(0.05), name="table")
-    """
-
-    def __init__(self, limit: float = 0.05):
-        self.limit = float(limit)
-
-    def __call__(self, shape, dtype=None):
-        dtype = keras.backend.standardize_dtype(dtype or keras.backend.floatx())
-        # Small tables skip the tracing cost; their temporaries do not matter.
-        if keras.backend.backend() != "tensorflow" or math.prod(shape) < _GRAPH_INIT_VALUES:
-            return keras.random.uniform(shape, -self.limit, self.limit, dtype=dtype)
-        import tensorflow as tf
-
-        seed = keras.random.randint((2,), 0, 2**31 - 1, dtype="int32")
-        shape = tuple(int(d) for d in shape)
-
-        @tf.function(autograph=False)
-        def draw(seed):
-            return tf.random.stateless_uniform(
-                shape, seed=seed, minval=-self.limit, maxval=self.limit, dtype=dtype
-            )
-
-        return draw(seed)
-
-    def get_config(self) -> dict:
-        return {"limit": self.limit}

@@ -12,6 +12,9 @@ fills the options left to derived defaults (qr's `num_buckets` becomes
 `ceil(V ** (1 / partitions))`). Per-id `counts` reach every strategy by that
 one path; strategies that do not use them ignore them.
 
+What a resolved config costs is a `Cost` (parameters and bytes), which the
+layer's `cost_of(config, vocab_size, dim)` gives before anything is built.
+
 Example:
     >>> from membed.strategies.qr import QRConfig
     >>> QRConfig(combiner="add").resolve(vocab_size=1000, dim=8)
@@ -28,6 +31,8 @@ import typing
 from typing import Any, Callable, ClassVar, Mapping, TypeVar
 
 import numpy as np
+
+from membed.strategies.storage import check_storage, stored_sizes
 
 Config = TypeVar("Config", bound="StrategyConfig")
 
@@ -101,6 +106,19 @@ def check_choice(layer: str, option: str, value: Any, allowed: tuple) -> None:
 def check_positive(layer: str, option: str, value: Any, minimum: int = 1) -> None:
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
         raise ValueError(f"{layer}: invalid `{option}`: {value!r}. It must be an integer >= {minimum}.")
+
+
+def check_at_most(layer: str, option: str, value: Any, limit: int, limit_name: str, minimum: int = 1) -> None:
+    """`check_positive`, then `value <= limit`; `limit_name` says in the error what the limit is.
+
+    Example:
+        >>> check_at_most("HashEmbedding", "num_rows", 1001, 1000, "vocab_size")
+        Traceback (most recent call last):
+        ValueError: HashEmbedding: invalid `num_rows`: 1001. It must be <= vocab_size (1000).
+    """
+    check_positive(layer, option, value, minimum)
+    if value > limit:
+        raise ValueError(f"{layer}: invalid `{option}`: {value}. It must be <= {limit_name} ({limit}).")
 
 
 def check_counts(counts, vocab_size: int, layer: str) -> np.ndarray:
@@ -237,6 +255,53 @@ class StrategyConfig:
         Subclasses override this; `resolve` has already checked `choices`.
         """
         return {}
+
+
+# ----- cost: the size of a layer with a resolved config ------------------------------
+@dataclasses.dataclass(frozen=True)
+class Cost:
+    """Closed-form size of a strategy, computable before building it.
+
+    Attributes:
+        params: number of scalars held in weights (what `count_params()` gives).
+        bytes_by_dtype: bytes of those weights, keyed by storage dtype.
+        index_bytes: bytes of non-parameter id-mapping state.
+        tables: shapes of the weights that are tables, which `stored` converts;
+            the other parameters are dense and stay float32.
+        storage: the dtype the tables are stored in (see `storage.py`).
+    """
+
+    params: int
+    bytes_by_dtype: dict[str, int]
+    index_bytes: int = 0
+    tables: tuple[tuple[int, ...], ...] = dataclasses.field(default=(), repr=False)
+    storage: str = dataclasses.field(default="float32", repr=False)
+
+    @property
+    def param_bytes(self) -> int:
+        return sum(self.bytes_by_dtype.values())
+
+    @classmethod
+    def float32(cls, params: int, index_bytes: int = 0, tables=()) -> "Cost":
+        tables = tuple(tuple(int(d) for d in shape) for shape in tables)
+        return cls(params=params, bytes_by_dtype={"float32": 4 * params}, index_bytes=index_bytes, tables=tables)
+
+    def stored(self, storage: str) -> "Cost":
+        """This cost with its tables stored as `storage`; dense weights stay float32.
+
+        Example:
+            >>> Cost.float32(40, tables=[(10, 4)]).stored("int8").bytes_by_dtype  # + a float32 scale per row
+            {'int8': 40, 'float32': 40}
+        """
+        check_storage("Cost", storage)
+        if storage == self.storage:
+            return self
+        if self.storage != "float32":
+            raise ValueError(f"Cost: only a float32 cost converts; this one is stored as {self.storage!r}.")
+        if not self.tables:
+            raise ValueError(f"Cost: no tables to store as {storage!r}; dense weights stay float32.")
+        params, bytes_by_dtype = stored_sizes(self.params, self.tables, storage)
+        return dataclasses.replace(self, params=params, bytes_by_dtype=bytes_by_dtype, storage=storage)
 
 
 @functools.cache

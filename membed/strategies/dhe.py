@@ -10,18 +10,8 @@ from typing import ClassVar
 import numpy as np
 from keras import activations, ops
 
-from membed.strategies._hashing import (
-    HashFamily,
-    check_compression,
-    check_seed,
-    within_reach,
-)
-from membed.strategies.base import (
-    Cost,
-    EmbeddingStrategy,
-    check_positive,
-    int_list,
-)
+from membed.strategies._hashing import HashingStrategy, check_compression, check_seed, seed_option, within_reach
+from membed.strategies.base import Cost, check_positive, int_list
 from membed.strategies.config import StrategyConfig, option
 from membed.strategies.registry import register
 
@@ -41,7 +31,7 @@ class DHEConfig(StrategyConfig):
     num_hashes: int = option(DEFAULT_NUM_HASHES, "k, hash functions in the dense code (paper: 1024)")
     hidden: list[int] = option(list(DEFAULT_HIDDEN), "hidden layer widths, e.g. 256,128")
     activation: str = option("mish", "the MLP's activation", choices=ACTIVATIONS)
-    seed: int = option(0, "hash seed (integer >= 0)")
+    seed: int = seed_option()
 
     def derived(self, vocab_size, dim, counts, label) -> dict:
         """`hidden` as a list of ints (it may be given as a string like '256,128')."""
@@ -66,7 +56,7 @@ class DHEConfig(StrategyConfig):
 
 
 @register
-class DHEEmbedding(EmbeddingStrategy):
+class DHEEmbedding(HashingStrategy):
     """No table: k seeded hashes of the id form a dense code that an MLP maps to `dim`.
 
     Each of `num_hashes` seeded hash functions (a universal hash, as in the
@@ -103,9 +93,8 @@ class DHEEmbedding(EmbeddingStrategy):
     summary = "Deep Hash Embedding: k seeded hashes -> dense code -> MLP to dim; no table."
     config_class = DHEConfig
 
-    def __init__(self, vocab_size, dim, **kwargs):
-        super().__init__(vocab_size, dim, **kwargs)
-        self._hasher = HashFamily(self.seed, self.num_hashes)
+    def hash_count(self) -> int:
+        return self.num_hashes
 
     @staticmethod
     def widths(num_hashes: int, hidden: list[int], dim: int) -> list[int]:

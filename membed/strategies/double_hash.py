@@ -8,20 +8,9 @@ from typing import ClassVar
 
 from keras import ops
 
-from membed.strategies._hashing import (
-    HashFamily,
-    check_compression,
-    check_seed,
-    nearest_size,
-    within_reach,
-)
-from membed.strategies.base import (
-    Cost,
-    EmbeddingStrategy,
-    TableUniform,
-    check_positive,
-)
-from membed.strategies.config import StrategyConfig, option
+from membed.strategies._hashing import HashingStrategy, check_compression, check_seed, reaching_size, seed_option
+from membed.strategies.base import Cost, TableUniform
+from membed.strategies.config import StrategyConfig, check_at_most, option
 from membed.strategies.hash import MAX_DEFAULT_ROWS
 from membed.strategies.registry import register
 
@@ -36,7 +25,7 @@ class DoubleHashConfig(StrategyConfig):
 
     num_rows: int | None = option(None, "rows per table (default: about 10x compression, at most 2**20)")
     combiner: str = option("sum", "how the two rows combine", choices=COMBINERS)
-    seed: int = option(0, "hash seed (integer >= 0)")
+    seed: int = seed_option()
 
     def derived(self, vocab_size, dim, counts, label) -> dict:
         if self.combiner == "concat" and dim < 2:
@@ -47,16 +36,12 @@ class DoubleHashConfig(StrategyConfig):
         if num_rows is None:
             tables_of_full_width = 2 if self.combiner == "sum" else 1
             num_rows = min(MAX_DEFAULT_ROWS, max(1, round(vocab_size / (10 * tables_of_full_width))))
-        check_positive(label, "num_rows", num_rows)
-        if num_rows > vocab_size:
-            raise ValueError(
-                f"{label}: invalid `num_rows`: {num_rows}. It must be <= vocab_size ({vocab_size})."
-            )
+        check_at_most(label, "num_rows", num_rows, vocab_size, "vocab_size")
         return {"num_rows": int(num_rows), "seed": check_seed(label, self.seed)}
 
 
 @register
-class DoubleHashEmbedding(EmbeddingStrategy):
+class DoubleHashEmbedding(HashingStrategy):
     """Two independent hashes of each id into two tables; the two rows are combined.
 
     Two ids collide only if both hashes collide, so with m rows per table
@@ -91,7 +76,9 @@ class DoubleHashEmbedding(EmbeddingStrategy):
     def __init__(self, vocab_size, dim, **kwargs):
         super().__init__(vocab_size, dim, **kwargs)
         self.table_dims = self.dims(dim, self.combiner)
-        self._hasher = HashFamily(self.seed, 2)
+
+    def hash_count(self) -> int:
+        return 2
 
     @staticmethod
     def dims(dim: int, combiner: str) -> list[int]:
@@ -114,8 +101,8 @@ class DoubleHashEmbedding(EmbeddingStrategy):
                 return cls.cost(vocab_size, dim, num_rows=rows, combiner=combiner).params
 
             ideal = vocab_size / (full_width_tables * compression)
-            num_rows = nearest_size(ideal, vocab_size, dim, compression, params)
-            if within_reach(vocab_size, dim, compression, params(num_rows)):
+            num_rows = reaching_size(ideal, vocab_size, dim, compression, params)
+            if num_rows is not None:
                 return DoubleHashConfig(num_rows=int(num_rows), combiner=combiner).as_dict()
         raise ValueError(
             f"double_hash: cannot reach {compression}x compression at vocab_size={vocab_size}, dim={dim}."

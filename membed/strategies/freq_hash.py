@@ -8,22 +8,9 @@ from typing import ClassVar
 import numpy as np
 from keras import ops
 
-from membed.strategies._hashing import (
-    HashFamily,
-    check_compression,
-    check_seed,
-    nearest_size,
-    within_reach,
-)
-from membed.strategies.base import (
-    Cost,
-    EmbeddingStrategy,
-    TableUniform,
-    check_positive,
-    frequency_order,
-    gather_rows,
-)
-from membed.strategies.config import StrategyConfig, option
+from membed.strategies._hashing import HashingStrategy, check_seed, rows_for_compression, seed_option
+from membed.strategies.base import Cost, TableUniform, check_positive, frequency_order, gather_rows
+from membed.strategies.config import StrategyConfig, check_at_most, option
 from membed.strategies.registry import register
 
 # Defaults give about 10x compression: half the rows private, half hashed.
@@ -45,7 +32,7 @@ class FreqHashConfig(StrategyConfig):
 
     top_k: int | None = option(None, "ids with a private row (default round(V/20))")
     num_rows: int | None = option(None, "rows of the shared hashed table (default round(V/20))")
-    seed: int = option(0, "hash seed (integer >= 0)")
+    seed: int = seed_option()
 
     def derived(self, vocab_size, dim, counts, label) -> dict:
         top_k, num_rows = self.top_k, self.num_rows
@@ -60,16 +47,12 @@ class FreqHashConfig(StrategyConfig):
         tail = vocab_size - top_k
         if num_rows is None:
             num_rows = min(max(1, round(vocab_size * DEFAULT_SHARED_PER_ID)), tail)
-        check_positive(label, "num_rows", num_rows)
-        if num_rows > tail:
-            raise ValueError(
-                f"{label}: invalid `num_rows`: {num_rows}. It must be <= vocab_size - top_k ({tail})."
-            )
+        check_at_most(label, "num_rows", num_rows, tail, "vocab_size - top_k")
         return {"top_k": int(top_k), "num_rows": int(num_rows), "seed": check_seed(label, self.seed)}
 
 
 @register
-class FreqHashEmbedding(EmbeddingStrategy):
+class FreqHashEmbedding(HashingStrategy):
     """Hybrid table: the `top_k` most frequent ids own a row; the rest share hashed rows.
 
     Frequent ids carry most of the training signal and are kept collision
@@ -104,7 +87,6 @@ class FreqHashEmbedding(EmbeddingStrategy):
 
     def __init__(self, vocab_size, dim, counts=None, **kwargs):
         super().__init__(vocab_size, dim, counts=counts, **kwargs)
-        self._hasher = HashFamily(self.seed, 1)
         if self.top_k:
             if counts is None:
                 top_ids = np.arange(self.top_k)
@@ -119,16 +101,10 @@ class FreqHashEmbedding(EmbeddingStrategy):
 
     @classmethod
     def options_for_compression(cls, vocab_size: int, dim: int, compression: float, counts=None) -> dict:
-        check_compression("freq_hash", compression)
         # (top_k + num_rows) rows in all; split them evenly, as the default does.
-        total_rows = nearest_size(
-            vocab_size / compression, vocab_size, dim, compression, lambda rows: rows * dim
+        total_rows = rows_for_compression(
+            "freq_hash", vocab_size, dim, compression, "the nearest size, {rows} rows in all"
         )
-        if not within_reach(vocab_size, dim, compression, total_rows * dim):
-            raise ValueError(
-                f"freq_hash: cannot reach {compression}x compression at vocab_size={vocab_size}: "
-                f"the nearest size, {total_rows} rows in all, gives {vocab_size / total_rows:.3g}x."
-            )
         top_k = min(total_rows // 2, vocab_size - 1)
         num_rows = min(total_rows - top_k, vocab_size - top_k)
         return FreqHashConfig(top_k=int(top_k), num_rows=int(num_rows)).as_dict()

@@ -5,20 +5,9 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
-from membed.strategies._hashing import (
-    HashFamily,
-    check_compression,
-    check_seed,
-    nearest_size,
-    within_reach,
-)
-from membed.strategies.base import (
-    Cost,
-    EmbeddingStrategy,
-    TableUniform,
-    check_positive,
-)
-from membed.strategies.config import StrategyConfig, option
+from membed.strategies._hashing import HashingStrategy, check_seed, rows_for_compression, seed_option
+from membed.strategies.base import Cost, TableUniform
+from membed.strategies.config import StrategyConfig, check_at_most, option
 from membed.strategies.registry import register
 
 # The default table has about a tenth of the ids' rows (10x compression), but
@@ -34,22 +23,18 @@ class HashConfig(StrategyConfig):
     label: ClassVar[str] = "HashEmbedding"
 
     num_rows: int | None = option(None, "rows of the shared table (default round(V/10), at most 2**20)")
-    seed: int = option(0, "hash seed (integer >= 0)")
+    seed: int = seed_option()
 
     def derived(self, vocab_size, dim, counts, label) -> dict:
         num_rows = self.num_rows
         if num_rows is None:
             num_rows = min(MAX_DEFAULT_ROWS, max(1, round(vocab_size * DEFAULT_ROWS_PER_ID)))
-        check_positive(label, "num_rows", num_rows)
-        if num_rows > vocab_size:
-            raise ValueError(
-                f"{label}: invalid `num_rows`: {num_rows}. It must be <= vocab_size ({vocab_size})."
-            )
+        check_at_most(label, "num_rows", num_rows, vocab_size, "vocab_size")
         return {"num_rows": int(num_rows), "seed": check_seed(label, self.seed)}
 
 
 @register
-class HashEmbedding(EmbeddingStrategy):
+class HashEmbedding(HashingStrategy):
     """Hashing trick: id `i` reads row `h(i) mod num_rows` of one shared table.
 
     Ids that hash to the same row share its vector, so the table can be any
@@ -77,10 +62,6 @@ class HashEmbedding(EmbeddingStrategy):
     summary = "Hashing trick: each id reads row h(id) mod num_rows of one shared table."
     config_class = HashConfig
 
-    def __init__(self, vocab_size, dim, **kwargs):
-        super().__init__(vocab_size, dim, **kwargs)
-        self._hasher = HashFamily(self.seed, 1)
-
     @classmethod
     def cost_of(cls, config: HashConfig, vocab_size: int, dim: int) -> Cost:
         return Cost.float32(config.num_rows * dim)
@@ -88,15 +69,7 @@ class HashEmbedding(EmbeddingStrategy):
     @classmethod
     def options_for_compression(cls, vocab_size: int, dim: int, compression: float, counts=None) -> dict:
         # Parameters are num_rows * dim, so the ratio is vocab_size / num_rows.
-        check_compression("hash", compression)
-        num_rows = nearest_size(
-            vocab_size / compression, vocab_size, dim, compression, lambda rows: rows * dim
-        )
-        if not within_reach(vocab_size, dim, compression, num_rows * dim):
-            raise ValueError(
-                f"hash: cannot reach {compression}x compression at vocab_size={vocab_size}: "
-                f"the nearest table, {num_rows} rows, gives {vocab_size / num_rows:.3g}x."
-            )
+        num_rows = rows_for_compression("hash", vocab_size, dim, compression, "the nearest table, {rows} rows")
         return HashConfig(num_rows=int(num_rows)).as_dict()
 
     @classmethod

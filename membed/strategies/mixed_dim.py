@@ -13,6 +13,7 @@ from keras import ops
 from membed.strategies.base import (
     Cost,
     EmbeddingStrategy,
+    TableUniform,
     compiling_with_xla,
     frequency_order,
     gather_rows,
@@ -233,7 +234,7 @@ class MixedDimEmbedding(EmbeddingStrategy):
     def build(self, input_shape=None):
         self.tables, self.projections, self.biases = [], [], []
         for b, (rows, block_dim) in enumerate(zip(self.block_rows, self.dims)):
-            self.tables.append(self.add_table(shape=(rows, block_dim), initializer="uniform", name=f"block_{b}"))
+            self.tables.append(self.add_table(shape=(rows, block_dim), initializer=TableUniform(0.05), name=f"block_{b}"))
             projected = block_dim < self.dim
             self.projections.append(
                 self.add_weight(shape=(block_dim, self.dim), initializer="glorot_uniform", name=f"projection_{b}")

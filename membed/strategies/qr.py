@@ -8,13 +8,8 @@ from typing import ClassVar
 
 from keras import ops
 
-from membed.strategies.base import (
-    Cost,
-    EmbeddingStrategy,
-    TableUniform,
-    check_positive,
-)
-from membed.strategies.config import StrategyConfig, option
+from membed.strategies.base import Cost, EmbeddingStrategy, TableUniform, check_positive
+from membed.strategies.config import StrategyConfig, check_at_most, option
 from membed.strategies.registry import register
 
 COMBINERS = ("mult", "add", "concat")
@@ -44,11 +39,7 @@ class QRConfig(StrategyConfig):
         num_buckets = self.num_buckets
         if num_buckets is None:
             num_buckets = max(1, math.ceil(vocab_size ** (1.0 / self.partitions) - 1e-9))
-        check_positive(label, "num_buckets", num_buckets)
-        if num_buckets > vocab_size:
-            raise ValueError(
-                f"{label}: invalid `num_buckets`: {num_buckets}. It must be <= vocab_size ({vocab_size})."
-            )
+        check_at_most(label, "num_buckets", num_buckets, vocab_size, "vocab_size")
         return {"num_buckets": int(num_buckets)}
 
 

@@ -9,20 +9,9 @@ from typing import ClassVar
 import numpy as np
 from keras import ops
 
-from membed.strategies._hashing import (
-    HashFamily,
-    check_compression,
-    check_seed,
-    nearest_size,
-    within_reach,
-)
-from membed.strategies.base import (
-    Cost,
-    EmbeddingStrategy,
-    TableUniform,
-    check_positive,
-)
-from membed.strategies.config import StrategyConfig, option
+from membed.strategies._hashing import HashingStrategy, check_compression, check_seed, reaching_size, seed_option
+from membed.strategies.base import Cost, TableUniform
+from membed.strategies.config import StrategyConfig, check_at_most, option
 from membed.strategies.registry import register
 
 # The default array holds a hundredth of a full table's values (100x).
@@ -41,27 +30,21 @@ class ROBEConfig(StrategyConfig):
 
     size: int | None = option(None, "length of the shared array (default V*dim/100, at most 2**24)")
     block_size: int | None = option(None, "Z, consecutive values per hash, 1..dim (default min(dim, 32))")
-    seed: int = option(0, "hash seed (integer >= 0)")
+    seed: int = seed_option()
 
     def derived(self, vocab_size, dim, counts, label) -> dict:
         size, block_size = self.size, self.block_size
         if block_size is None:
             block_size = min(dim, DEFAULT_MAX_BLOCK)
-        check_positive(label, "block_size", block_size)
-        if block_size > dim:
-            raise ValueError(f"{label}: invalid `block_size`: {block_size}. It must be <= dim ({dim}).")
+        check_at_most(label, "block_size", block_size, dim, "dim")
         if size is None:
             size = max(block_size, min(MAX_DEFAULT_SIZE, math.ceil(vocab_size * dim / DEFAULT_COMPRESSION)))
-        check_positive(label, "size", size)
-        if size > vocab_size * dim:
-            raise ValueError(
-                f"{label}: invalid `size`: {size}. It must be <= vocab_size * dim ({vocab_size * dim})."
-            )
+        check_at_most(label, "size", size, vocab_size * dim, "vocab_size * dim")
         return {"size": int(size), "block_size": int(block_size), "seed": check_seed(label, self.seed)}
 
 
 @register
-class ROBEEmbedding(EmbeddingStrategy):
+class ROBEEmbedding(HashingStrategy):
     """Random Offset Block Embedding: blocks of one shared array, at hashed offsets.
 
     All parameters live in one learnable array of `size` values. Id `i`'s
@@ -95,10 +78,12 @@ class ROBEEmbedding(EmbeddingStrategy):
 
     def __init__(self, vocab_size, dim, **kwargs):
         super().__init__(vocab_size, dim, **kwargs)
-        self.num_blocks = math.ceil(dim / self.block_size)
-        self._hasher = HashFamily(self.seed, self.num_blocks)
+        self.num_blocks = self.hash_count()
         # Offset of each output column inside its block, for all blocks at once.
         self._column_offsets = np.tile(np.arange(self.block_size, dtype=np.int64), self.num_blocks)[:dim]
+
+    def hash_count(self) -> int:
+        return math.ceil(self.dim / self.block_size)  # one hash per block
 
     @classmethod
     def cost_of(cls, config: ROBEConfig, vocab_size: int, dim: int) -> Cost:
@@ -107,8 +92,8 @@ class ROBEEmbedding(EmbeddingStrategy):
     @classmethod
     def options_for_compression(cls, vocab_size: int, dim: int, compression: float, counts=None) -> dict:
         check_compression("robe", compression)
-        size = nearest_size(vocab_size * dim / compression, vocab_size, dim, compression, lambda size: size)
-        if not within_reach(vocab_size, dim, compression, size):
+        size = reaching_size(vocab_size * dim / compression, vocab_size, dim, compression, lambda size: size)
+        if size is None:
             raise ValueError(
                 f"robe: cannot reach {compression}x compression at vocab_size={vocab_size}, dim={dim}."
             )

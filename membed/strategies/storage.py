@@ -202,26 +202,27 @@ class TableStorage:
             )
             scale = None
         else:
-            table = self.add_weight(shape=shape, initializer="zeros", dtype="int8", trainable=False, name=name)
-            scale = self.add_weight(
-                shape=(scale_count(shape),), initializer="ones", trainable=False, name=f"{name}_scale"
-            )
-            if not converting:
-                self._fresh_int8(table, scale, initializer)
+            # A fresh table's variables are made from its int8 values: assigning them to a
+            # zero-filled variable instead held two tables at once.
+            values, scales = (np.zeros(shape, np.int8), np.ones(scale_count(shape), "float32")) if converting \
+                else self._fresh_int8(shape, initializer)
+            table = self.add_weight(shape=shape, initializer=lambda *_, **__: values, dtype="int8",
+                                    trainable=False, name=name)
+            scale = self.add_weight(shape=scales.shape, initializer=lambda *_, **__: scales, trainable=False,
+                                    name=f"{name}_scale")
         self._table_state()[name] = (table, scale)
         return table
 
-    def _fresh_int8(self, table, scale, initializer) -> None:
+    @staticmethod
+    def _fresh_int8(shape: tuple[int, ...], initializer) -> tuple[np.ndarray, np.ndarray]:
+        """The int8 values and scales of a fresh table: drawn straight as int8 from a symmetric uniform."""
         limit = _uniform_limit(initializer)
         if limit is None:
-            values, scales = quantize_int8(ops.convert_to_numpy(keras.initializers.get(initializer)(table.shape)))
-        else:
-            # Seeded from Keras's global generator, as every other initializer is.
-            seed = int(ops.convert_to_numpy(keras.random.randint((), 0, 2**31 - 1)))
-            values = np.random.default_rng(seed).integers(-INT8_MAX, INT8_MAX + 1, size=table.shape, dtype=np.int8)
-            scales = np.full(scale.shape, INT8_MAX / limit, "float32")
-        table.assign(values)
-        scale.assign(scales)
+            return quantize_int8(ops.convert_to_numpy(keras.initializers.get(initializer)(shape)))
+        # Seeded from Keras's global generator, as every other initializer is.
+        seed = int(ops.convert_to_numpy(keras.random.randint((), 0, 2**31 - 1)))
+        values = np.random.default_rng(seed).integers(-INT8_MAX, INT8_MAX + 1, size=shape, dtype=np.int8)
+        return values, np.full(scale_count(shape), INT8_MAX / limit, "float32")
 
     def gather(self, table, rows, take: Callable | None = None):
         """`table[rows]` in the layer's compute dtype, whatever the table's storage.
