@@ -1,5 +1,10 @@
 """Pure DataFrame helpers: derived columns, per-suite tables, the Pareto front, the example's table.
 
+Derived columns: each accuracy row's MSE against the `full` baseline of its
+dataset and optimizer (`with_baseline_mse`), and each memory row's measured /
+estimated allocator peaks with a flag outside `ESTIMATE_BAND`
+(`with_estimate_ratios`); `derived` adds both.
+
 Everything here takes and returns DataFrames (or `Table`s, a title plus a frame)
 and renders nothing, so it is tested without any output format. Display frames
 keep numbers as numbers in display units (MiB, ms); the renderers format them.
@@ -37,6 +42,14 @@ METRICS: tuple[tuple[str, str, float], ...] = tuple(
 )
 LATENCY_LABELS = tuple(schema.FIELD[name].label for name in schema.REPORT_METRICS if schema.FIELD[name].latency)
 TAIL_OF_SOURCE = {"data": "p95", "max": "max"}
+# measured / estimated peak: the derived ratio, and its (measured, estimated) fields.
+ESTIMATE_RATIOS = {
+    "est_ratio_lookup": ("peak_alloc_bytes_lookup", "estimated_peak_bytes_lookup"),
+    "est_ratio_train": ("peak_alloc_bytes_train", "estimated_peak_bytes_train"),
+}
+# Where a measured peak should fall relative to membed.plan's estimate (issue 11's target:
+# the estimate within [0.8, 1.25] of the measured peak for at least 95% of memory cases).
+ESTIMATE_BAND = (0.8, 1.25)
 
 
 def label_of(name: str) -> str:
@@ -90,7 +103,8 @@ def with_baseline_mse(frame: pd.DataFrame) -> pd.DataFrame:
     """Adds `full_val_mse`, `mse_vs_full` and `mse_vs_full_pct` to every row with a val MSE.
 
     The baseline of a row is the ok `full` row (preset `baseline` preferred over
-    no preset) of the same suite, dataset and vocab_size; rows without one get NaN.
+    no preset) of the same suite, dataset, vocab_size and optimizer; rows without
+    one get NaN.
 
     Args:
         frame: the tidy frame of `analysis.load.load_results`.
@@ -100,7 +114,7 @@ def with_baseline_mse(frame: pd.DataFrame) -> pd.DataFrame:
         >>> out.loc[out.strategy == "full", "mse_vs_full"].tolist()
         [0.0]
     """
-    keys = ["suite", *GROUP_COLUMNS]
+    keys = ["suite", *GROUP_COLUMNS, *(["optimizer"] if "optimizer" in frame else [])]
     base = ok_rows(frame)
     base = base[is_baseline(base) & base["val_mse"].notna()]
     # A preset of `baseline` outranks a full row without a preset.
@@ -112,6 +126,53 @@ def with_baseline_mse(frame: pd.DataFrame) -> pd.DataFrame:
     out["mse_vs_full"] = out["val_mse"] - out["full_val_mse"]
     out["mse_vs_full_pct"] = 100.0 * out["mse_vs_full"] / out["full_val_mse"]
     return out
+
+
+def with_estimate_ratios(frame: pd.DataFrame) -> pd.DataFrame:
+    """Adds `est_ratio_lookup` / `est_ratio_train` (measured / estimated allocator peak) and `outside_estimate`.
+
+    `outside_estimate` is true for an ok case with a ratio outside `ESTIMATE_BAND`,
+    false for one with its ratios inside, and null for a case without a ratio
+    (not a memory case, not ok, or written before the estimates were recorded).
+
+    Example:
+        >>> out = with_estimate_ratios(pd.DataFrame({"status": ["ok"], "peak_alloc_bytes_lookup": [130.0],
+        ...     "estimated_peak_bytes_lookup": [100.0]}))
+        >>> out["est_ratio_lookup"].tolist(), out["outside_estimate"].tolist()
+        ([1.3], [True])
+    """
+    out = frame.drop(columns=[*ESTIMATE_RATIOS, "outside_estimate"], errors="ignore").copy()
+    for ratio, (measured, estimated) in ESTIMATE_RATIOS.items():
+        if measured in out and estimated in out:
+            values = out[measured].astype("float64") / out[estimated].astype("float64")
+            out[ratio] = values.where(out[estimated].astype("float64") > 0)
+        else:
+            out[ratio] = np.nan
+    ratios = out[list(ESTIMATE_RATIOS)]
+    low, high = ESTIMATE_BAND
+    judged = ratios.notna().any(axis=1) & (out["status"] == "ok")
+    outside = ((ratios < low) | (ratios > high)).any(axis=1)
+    out["outside_estimate"] = pd.Series(np.where(judged, outside, None), index=out.index, dtype="object")
+    return out
+
+
+def estimate_line(frame: pd.DataFrame) -> str:
+    """'N of M memory cases outside [0.8, 1.25] of the estimate' for a frame of `with_estimate_ratios`; '' if none.
+
+    M counts the ok cases with a measured and an estimated peak; a case is
+    outside when its lookup or its train ratio is.
+    """
+    judged = frame["outside_estimate"].dropna() if "outside_estimate" in frame else pd.Series(dtype=object)
+    if not len(judged):
+        return ""
+    low, high = ESTIMATE_BAND
+    return (f"{int(judged.astype(bool).sum())} of {len(judged)} memory cases outside [{low:g}, {high:g}] "
+            "of the estimate (peak alloc / membed.plan's estimate).")
+
+
+def derived(frame: pd.DataFrame) -> pd.DataFrame:
+    """The loaded frame with every derived column: the baseline's MSE and the estimate ratios."""
+    return with_estimate_ratios(with_baseline_mse(frame))
 
 
 def latency_note(frame: pd.DataFrame) -> str:
@@ -147,6 +208,8 @@ def suite_frame(frame: pd.DataFrame, suite: str) -> pd.DataFrame:
         if label in LATENCY_LABELS and suite not in LATENCY_SUITES:
             continue
         columns[label] = rows[column].to_numpy(dtype="float64") * scale if column in rows else np.nan
+    if "outside_estimate" in rows:
+        columns[label_of("outside_estimate")] = rows["outside_estimate"].eq(True).to_numpy()
     if suite in LATENCY_SUITES:
         columns["tail"] = rows["p95_source"].map(TAIL_OF_SOURCE).to_numpy()
     columns["status"] = rows["status"].to_numpy()
@@ -158,8 +221,8 @@ def drop_empty(display: pd.DataFrame) -> pd.DataFrame:
     """Drops the columns a reader does not need: all-empty metrics, constant optional keys.
 
     `dim` stays only when it varies (otherwise the title names it); `preset`,
-    `projected`, `status`, `reason`, `tail` and `index MiB` only when some row
-    says something in them.
+    `projected`, `outside est.`, `status`, `reason`, `tail` and `index MiB`
+    only when some row says something in them.
     """
     keep = []
     for column in display.columns:
@@ -169,7 +232,7 @@ def drop_empty(display: pd.DataFrame) -> pd.DataFrame:
         if column == "dim":
             if values.dropna().nunique() > 1:
                 keep.append(column)
-        elif column == "projected":
+        elif column in ("projected", label_of("outside_estimate")):
             if values.any():
                 keep.append(column)
         elif column == "status":
@@ -194,6 +257,9 @@ def suite_table(frame: pd.DataFrame, suite: str) -> Table:
     notes = [latency_note(frame[frame["suite"] == suite])] if suite in LATENCY_SUITES else []
     if display["projected"].any():
         notes.append("projected rows come from cost formulas, not measurements.")
+    rows = frame[frame["suite"] == suite]
+    if "outside_estimate" in rows and rows["outside_estimate"].notna().any():
+        notes.append(f"est. ratio: measured allocator peak / membed.plan's estimate; {estimate_line(rows)}")
     return Table(title, drop_empty(display), " ".join(n for n in notes if n), GROUP_COLUMNS)
 
 
@@ -232,20 +298,21 @@ def pareto_front(
 
 
 def pareto_table(frame: pd.DataFrame) -> Table:
-    """Per dataset, the ok accuracy rows on the (param_bytes, val MSE) Pareto front."""
+    """Per dataset and optimizer, the ok accuracy rows on the (param_bytes, val MSE) Pareto front."""
     rows = ok_rows(frame[frame["suite"] == "accuracy"])
-    front = pareto_front(rows)
+    front = pareto_front(rows, by=(*GROUP_COLUMNS, "optimizer"))
     out = pd.DataFrame(
         {
             "dataset": front["dataset"].to_numpy(),
             "vocab_size": front["vocab_size"].to_numpy(),
+            "optimizer": front["optimizer"].to_numpy(),
             "strategy": front["strategy"].to_numpy(),
             "preset": front["preset"].to_numpy(),
             **metric_columns(front, ("params", "param_bytes", "val_mse", "mse_vs_full_pct")),
         }
     )
     note = "Lower is better on both memory (param_bytes) and val MSE; no other strategy beats these on both."
-    return Table("Pareto front: memory vs val MSE", drop_empty(out), note, GROUP_COLUMNS)
+    return Table("Pareto front: memory vs val MSE", drop_empty(out), note, (*GROUP_COLUMNS, "optimizer"))
 
 
 def epochs_text(values: object) -> str:
@@ -256,7 +323,7 @@ def epochs_text(values: object) -> str:
 
 
 def example_table(frame: pd.DataFrame, best: int = 3) -> Table:
-    """On each MovieLens dataset: the full baseline, the example's pair, and the best cheaper strategies.
+    """On each MovieLens dataset: the full baseline, the example's pair, and the best cheaper strategies, with Adam.
 
     "Best" means: among ok accuracy rows of that dataset other than the baseline
     and the example pair, with fewer params than the example pair, the lowest
@@ -269,7 +336,9 @@ def example_table(frame: pd.DataFrame, best: int = 3) -> Table:
         best: how many cheaper strategies to list per dataset.
     """
     movielens = frame["dataset"].str.startswith(MOVIELENS_PREFIX, na=False)
-    rows = ok_rows(frame[(frame["suite"] == "accuracy") & movielens])
+    # The example's recipe trains with Adam: the other optimizers' rows are theirs to compare.
+    adam = frame["optimizer"].isna() | (frame["optimizer"] == schema.DEFAULT_OPTIMIZER)
+    rows = ok_rows(frame[(frame["suite"] == "accuracy") & movielens & adam])
     records = []
     for (dataset, vocab_size), group in rows.groupby(list(GROUP_COLUMNS), sort=True):
         baseline = group[is_baseline(group)].head(1)
@@ -351,15 +420,15 @@ def not_run_table(frame: pd.DataFrame) -> Table:
 
 def report_tables(frame: pd.DataFrame) -> list[Table]:
     """Every table of the report: one per suite, the example's, the Pareto front, then why cases did not run."""
-    derived = with_baseline_mse(frame)
-    tables = [suite_table(derived, suite) for suite in ordered_suites(derived)]
-    if (derived["suite"] == "accuracy").any():
-        example = example_table(derived)
+    full = derived(frame)
+    tables = [suite_table(full, suite) for suite in ordered_suites(full)]
+    if (full["suite"] == "accuracy").any():
+        example = example_table(full)
         if len(example.frame):
             tables.append(example)
-        pareto = pareto_table(derived)
+        pareto = pareto_table(full)
         if len(pareto.frame):
             tables.append(pareto)
-    if (derived["status"] != "ok").any():
-        tables.append(not_run_table(derived))
+    if (full["status"] != "ok").any():
+        tables.append(not_run_table(full))
     return tables

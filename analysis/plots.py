@@ -3,11 +3,13 @@
 Three figures, each skipped when the run has no data for it:
 
 - `memory_vs_vocab.png`: params and measured peak memory against vocab size,
-  log-log, one line per strategy; rows with `projected` true are dashed.
+  log-log, one line per strategy; rows with `projected` true are dashed. The
+  train panels have a line per strategy and optimizer (a marker per
+  optimizer); the others, the same for every optimizer, the default's.
 - `mse_vs_memory.png`: val MSE against parameter memory, one panel per
-  dataset, the Pareto front joined and ringed.
+  dataset and optimizer, the Pareto front joined and ringed.
 - `lookup_latency.png`: gather_ratio bars per strategy (one bar per dataset and
-  size), for the lookup and train_step suites.
+  size), for the lookup suite and the train_step suite per optimizer.
 
 Axis labels and scales are the fields' report labels in `analysis.schema`.
 """
@@ -35,6 +37,16 @@ MEMORY_PANELS = tuple(
 RATIO_SUITES = tuple(name for name in schema.PAIRED_SUITES if schema.SUITES[name].covers_strategies)
 PARAM_SCALE = schema.FIELD["param_bytes"].scale
 DPI = 110
+# Panels whose values the optimizer changes; the others are drawn from the default optimizer's cases.
+TRAIN_PANELS = ("peak_alloc_bytes_train", "peak_rss_bytes_train")
+# A marker per optimizer (membed.optim.NAMES), in the memory plot's train panels.
+OPTIMIZER_MARKERS = {"adam": "o", "lazy_adam": "^", "adagrad": "v", "rowwise_adagrad": "s", "sgd": "D"}
+
+
+def optimizer_of(rows: pd.DataFrame) -> pd.Series:
+    """Each row's optimizer, the default one where a row has none (a suite without the axis, an older file)."""
+    column = rows["optimizer"] if "optimizer" in rows else pd.Series(None, index=rows.index, dtype=object)
+    return column.fillna(schema.DEFAULT_OPTIMIZER)
 
 
 def strategy_colors(strategies: list[str]) -> dict[str, tuple]:
@@ -83,24 +95,26 @@ def plot_memory_vs_vocab(frame: pd.DataFrame, path: Path) -> Path | None:
     if not panels:
         return None
     colors = strategy_colors(list(rows["strategy"].dropna().unique()))
-    several_datasets = False
+    rows = rows.assign(optimizer=optimizer_of(rows))
     figure, axes = _grid(len(panels))
     for axis, (column, label, scale) in zip(axes, panels, strict=True):
-        for (strategy, dataset), group in rows.groupby(["strategy", "dataset"], sort=True):
+        shown = rows if column in TRAIN_PANELS else rows[rows["optimizer"] == schema.DEFAULT_OPTIMIZER]
+        for (strategy, optimizer), group in shown.groupby(["strategy", "optimizer"], sort=True):
             group = group.dropna(subset=[column]).sort_values("vocab_size")
             if group.empty:
                 continue
-            name = f"{strategy} ({dataset})" if several_datasets else strategy
+            name = strategy if optimizer == schema.DEFAULT_OPTIMIZER else f"{strategy}, {optimizer}"
+            marker = OPTIMIZER_MARKERS.get(optimizer, "x")
             measured, projected = group[~group["projected"]], group[group["projected"]]
             x, y = measured["vocab_size"], measured[column] * scale
-            axis.plot(x, y, "-o", color=colors[strategy], label=name, markersize=4)
+            axis.plot(x, y, "-" + marker, color=colors[strategy], label=name, markersize=4)
             if len(projected):
                 # Join the last measured point to the projections so the dashed part reads as a continuation.
                 bridge = pd.concat([measured.tail(1), projected])
                 axis.plot(
                     bridge["vocab_size"],
                     bridge[column] * scale,
-                    "--o",
+                    "--" + marker,
                     color=colors[strategy],
                     markersize=4,
                     markerfacecolor="none",
@@ -111,7 +125,13 @@ def plot_memory_vs_vocab(frame: pd.DataFrame, path: Path) -> Path | None:
         axis.set_ylabel(label)
         axis.set_title(f"{label} vs vocab size ({sweep})")
         axis.grid(True, which="major", alpha=0.3)
-    figure.legend(*axes[0].get_legend_handles_labels(), loc="outside right upper", fontsize="small")
+    # Every panel's lines, once: the train panels hold every optimizer's, the others a layer without a train step.
+    legend: dict[str, object] = {}
+    for axis in axes:
+        for handle, name in zip(*axis.get_legend_handles_labels()):
+            legend.setdefault(name, handle)
+    names = sorted(legend)
+    figure.legend([legend[name] for name in names], names, loc="outside right upper", fontsize="small")
     if rows["projected"].any():
         figure.suptitle("dashed, hollow markers: projected from cost formulas, not measured", fontsize="small")
     return _save(figure, path)
@@ -123,14 +143,18 @@ def plot_mse_vs_memory(frame: pd.DataFrame, path: Path) -> Path | None:
     if rows.empty:
         return None
     colors = strategy_colors(list(rows["strategy"].dropna().unique()))
-    groups = list(rows.groupby(list(GROUP_COLUMNS), sort=True))
+    rows = rows.assign(optimizer=optimizer_of(rows))
+    by = [*GROUP_COLUMNS, "optimizer"]
+    groups = list(rows.groupby(by, sort=True))
     figure, axes = _grid(len(groups))
-    front = pareto_front(rows)
-    for axis, ((dataset, vocab_size), group) in zip(axes, groups, strict=True):
+    front = pareto_front(rows, by=by)
+    several = rows["optimizer"].nunique() > 1
+    for axis, ((dataset, vocab_size, optimizer), group) in zip(axes, groups, strict=True):
         for strategy, points in group.groupby("strategy", sort=True):
             x = points["param_bytes"] * PARAM_SCALE
             axis.scatter(x, points["val_mse"], color=colors[strategy], label=strategy, s=22)
-        best = front[(front["dataset"] == dataset) & (front["vocab_size"] == vocab_size)].sort_values("param_bytes")
+        best = front[(front["dataset"] == dataset) & (front["vocab_size"] == vocab_size)
+                     & (front["optimizer"] == optimizer)].sort_values("param_bytes")
         front_x = best["param_bytes"] * PARAM_SCALE
         axis.step(front_x, best["val_mse"], where="post", color="black", linewidth=1, alpha=0.6)
         axis.scatter(
@@ -153,7 +177,7 @@ def plot_mse_vs_memory(frame: pd.DataFrame, path: Path) -> Path | None:
         _log_axes(axis, y=False)
         axis.set_xlabel(schema.FIELD["param_bytes"].label)
         axis.set_ylabel(schema.FIELD["val_mse"].label)
-        axis.set_title(f"{dataset} ({int(vocab_size):,} ids)")
+        axis.set_title(f"{dataset} ({int(vocab_size):,} ids)" + (f", {optimizer}" if several else ""))
         axis.grid(True, alpha=0.3)
         axis.legend(fontsize="x-small")
     return _save(figure, path)
@@ -161,12 +185,17 @@ def plot_mse_vs_memory(frame: pd.DataFrame, path: Path) -> Path | None:
 
 def plot_lookup_latency(frame: pd.DataFrame, path: Path) -> Path | None:
     """gather_ratio bars per strategy, one bar per dataset and size, per latency suite; None without data."""
-    suites = [s for s in RATIO_SUITES if ok_rows(frame[frame["suite"] == s])["gather_ratio"].notna().any()]
-    if not suites:
+    ratios = ok_rows(frame[frame["suite"].isin(RATIO_SUITES)]).dropna(subset=["gather_ratio"])
+    ratios = ratios.assign(optimizer=optimizer_of(ratios))
+    # A panel per suite, and per optimizer where a suite has several.
+    panels = [(suite, optimizer) for suite in RATIO_SUITES
+              for optimizer in ratios.loc[ratios["suite"] == suite, "optimizer"].unique()]
+    if not panels:
         return None
-    figure, axes = _grid(len(suites), cell=(7.0, 4.0))
-    for axis, suite in zip(axes, suites, strict=True):
-        rows = ok_rows(frame[frame["suite"] == suite]).dropna(subset=["gather_ratio"])
+    figure, axes = _grid(len(panels), cell=(7.0, 4.0))
+    for axis, (suite, optimizer) in zip(axes, panels, strict=True):
+        rows = ratios[(ratios["suite"] == suite) & (ratios["optimizer"] == optimizer)]
+        several = ratios.loc[ratios["suite"] == suite, "optimizer"].nunique() > 1
         table = rows.pivot_table(
             index="strategy", columns=list(GROUP_COLUMNS), values="gather_ratio", aggfunc="median"
         )
@@ -182,7 +211,7 @@ def plot_lookup_latency(frame: pd.DataFrame, path: Path) -> Path | None:
         axis.axhline(1.0, color="black", linestyle=":", linewidth=1)
         axis.set_xticks(positions, table.index, rotation=30, ha="right")
         axis.set_ylabel("median / bare tf.gather median")
-        axis.set_title(f"{suite}: gather_ratio (1 = bare gather)")
+        axis.set_title(f"{suite}{f' ({optimizer})' if several else ''}: gather_ratio (1 = bare gather)")
         axis.legend(fontsize="x-small")
         axis.grid(True, axis="y", alpha=0.3)
     return _save(figure, path)

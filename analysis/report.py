@@ -148,7 +148,9 @@ def run_report(args: argparse.Namespace) -> int:
     summary = f"{len(frame)} cases from {', '.join(paths)}; " + ", ".join(
         f"{count} {status}" for status, count in frame["status"].value_counts().sort_index().items()
     )
-    render.render(args.format, tables, frames.with_baseline_mse(frame), sys.stdout, summary=summary)
+    line = frames.estimate_line(frames.derived(frame))
+    summary += f"\n{line}" if line else ""
+    render.render(args.format, tables, frames.derived(frame), sys.stdout, summary=summary)
     if args.out:
         write_out(args.out, frame, tables, "membed benchmark report", summary)
     return 0

@@ -158,7 +158,7 @@ SUITES: dict[str, Suite] = {
         Suite("memory", "isolated-memory", False, True, "sizes and peak memory of build + lookup and of a train step"),
         Suite("lookup", "paired", True, True, "a compiled forward pass over a fresh batch per round"),
         Suite("gather", "reference", True, False, "the bare tf.gather from a full float32 table"),
-        Suite("train_step", "paired", True, True, "one compiled Adam step on an MSE loss"),
+        Suite("train_step", "paired", True, True, "one compiled training step on an MSE loss, per optimizer"),
         Suite("blocks", "paired", True, False, "mixed_dim against example_md as blocks are added"),
         Suite("accuracy", "fit", False, True, "the example's rating model trained with each strategy"),
         Suite("pipeline", "fit", False, False, "one epoch of the example's memory-efficient model, three ways"),
@@ -226,12 +226,19 @@ _ADMITTED = ("memory", "lookup", "train_step", "blocks")
 _FITTED = ("accuracy", "pipeline")
 _MEMORY = ("memory",)
 _PAIRED = ("lookup", "train_step", "blocks")
+# The suites that train: each case names its optimizer (an axis of theirs).
+_TRAINED = ("memory", "train_step", "accuracy")
+# The storages the accuracy suite evaluates a trained pair in besides float32
+# (`membed.strategies.storage.STORAGES`; tests/test_schema.py holds them equal).
+STORED_DTYPES = ("float16", "bfloat16", "int8")
+# The optimizer whose cases carry no case-id variant: the suites' step before the optimizer was an axis.
+DEFAULT_OPTIMIZER = "adam"
 
 # Every record field, in bench/README.md's order.
 FIELDS: tuple[Field, ...] = (
     Field("schema_version", "int", f"{SCHEMA_VERSION} (1: files written before `vocab` was renamed `dataset`)"),
-    Field("case", "str", "stable id: `suite/strategy/dataset/vocab_size/dim` "
-          "(accuracy, pipeline: `suite/<pair>/<dataset>/<preset>`)"),
+    Field("case", "str", "stable id: `suite/strategy/dataset/vocab_size/dim[/preset][/optimizer]` "
+          "(accuracy, pipeline: `suite/<pair>/<dataset>/<preset>[/optimizer]`)"),
     Field("suite", "str", "a suite of `analysis.schema.SUITES`: `memory`, `lookup`, `gather`, `train_step`, ..."),
     Field("status", "str", "`ok` or `failed` (a failed case still has an entry; its stats are meaningless); "
           "`not_run` entries also `skipped` or `interrupted`"),
@@ -242,6 +249,10 @@ FIELDS: tuple[Field, ...] = (
           'accuracy: `{"user": {...}, "item": {...}}`; gather: `{"table_rows": n}`'),
     Field("preset", "str", "accuracy: `5x`, `20x`, `100x`, `example`, `baseline`; blocks: `3-blocks`, ...",
           nullable=True),
+    Field("optimizer", "str", "the optimizer of the train step (memory: of its train phase) or the fit, a name of "
+          "`membed.optim.NAMES`; `adam` is the reference (train_step, memory: Keras's Adam; accuracy: the "
+          "example's `FusedAdam`) and adds nothing to the case id, any other adds `/<optimizer>`",
+          suites=_TRAINED),
     Field("dataset", "str", "`synthetic-zipf`, `synthetic-uniform`, `synthetic-planted`, or a MovieLens name "
           "`ml-100k` ... (`vocab` in schema 1)"),
     Field("vocab_size", "int", "number of ids (accuracy, pipeline: users + items)", unit="ids"),
@@ -255,6 +266,14 @@ FIELDS: tuple[Field, ...] = (
           scale=1 / MIB, suites=_SIZED, gate="exact"),
     Field("train_state_bytes", "int", "parameters in their storage dtype + 2 float32 Adam slots per trainable "
           "parameter + index", unit="bytes", suites=_SIZED),
+    Field("optimizer_state_bytes", "int", "bytes of the optimizer's slots, read from the built optimizer (train_step: "
+          "after the timed rounds; memory: in the measuring process, after its step; accuracy: after the fit, user + "
+          "item tables); from `membed.plan`'s formula where no optimizer was built (a pair trained as another "
+          "strategy and converted); 0 without trainable weights", unit="bytes", label="opt. state MiB",
+          scale=1 / MIB, suites=_TRAINED, gate="exact", nullable=True),
+    Field("learning_rate", "float", "the optimizer's step size (accuracy: `membed.train.RATING_LEARNING_RATES` of "
+          "the optimizer; train_step, memory: 1e-3, which moves no number they record)", suites=_TRAINED,
+          nullable=True),
     Field("compression", "float", "a float32 full table's bytes / (param_bytes + index_bytes) at the same "
           "vocab_size and dim", unit="x", label="compression (bytes)", suites=(*_SIZED, "pipeline")),
     Field("projected", "bool", "true: the case did not run at its size; its sizes come from the cost formulas",
@@ -264,10 +283,16 @@ FIELDS: tuple[Field, ...] = (
           nullable=True),
     Field("peak_rss_bytes_lookup", "int", "process peak RSS over the process baseline, build + one lookup",
           unit="bytes", label="peak RSS MiB lookup", scale=1 / MIB, suites=_MEMORY, gate="peak_rss", nullable=True),
-    Field("peak_alloc_bytes_train", "int", "TF allocator peak for one Adam training step", unit="bytes",
-          label="peak alloc MiB train", scale=1 / MIB, suites=_MEMORY, gate="peak", nullable=True),
-    Field("peak_rss_bytes_train", "int", "process peak RSS over the process baseline, up to one Adam step",
+    Field("peak_alloc_bytes_train", "int", "TF allocator peak for one training step with the case's optimizer",
+          unit="bytes", label="peak alloc MiB train", scale=1 / MIB, suites=_MEMORY, gate="peak", nullable=True),
+    Field("peak_rss_bytes_train", "int", "process peak RSS over the process baseline, up to one training step",
           unit="bytes", label="peak RSS MiB train", scale=1 / MIB, suites=_MEMORY, gate="peak_rss", nullable=True),
+    Field("estimated_peak_bytes_lookup", "int", "what `peak_alloc_bytes_lookup` should be by `membed.plan.estimate` "
+          "(the case's strategy, size, options, counts and batch; the allocator's reservation): "
+          "`lookup_peak_bytes`", unit="bytes", suites=_MEMORY, nullable=True),
+    Field("estimated_peak_bytes_train", "int", "what `peak_alloc_bytes_train` should be by the same estimate, for "
+          "the case's optimizer: `train_peak_bytes()`; null without trainable weights", unit="bytes",
+          suites=_MEMORY, nullable=True),
     Field("gather_ratio", "float", "this case's median / the bare tf.gather's median, timed round by round on "
           "the same batches", unit="x", label="gather_ratio", suites=_PAIRED, gate="ratio", nullable=True),
     Field("val_mse", "float", "validation MSE after the final epoch", unit="rating^2", label="val MSE",
@@ -287,6 +312,14 @@ FIELDS: tuple[Field, ...] = (
           nullable=True),
     Field("excess_mse", "float", "val_mse - noise_floor_mse", unit="rating^2", label="excess MSE",
           suites=("accuracy",), nullable=True),
+    Field("val_mse_by_storage", "dict", "storage -> validation MSE of the trained pair with both layers' tables "
+          "stored so (`membed.presets.evaluate_by_storage`, the profile's `accuracy_storages`; `float32` is the "
+          "trained pair itself, evaluated the same way); null where a layer has no tables (`dhe`) or is stored in "
+          "another dtype already (`quantized`'s presets)", unit="rating^2", suites=("accuracy",), nullable=True),
+    Field("param_bytes_by_storage", "dict", "storage -> bytes of the two layers' weights stored so (as "
+          "`val_mse_by_storage`)", unit="bytes", suites=("accuracy",), nullable=True),
+    *(Field(f"val_mse_{dtype}", "float", f"`val_mse_by_storage['{dtype}']`, where evaluated", unit="rating^2",
+            label=f"val MSE {dtype}", suites=("accuracy",), nullable=True) for dtype in STORED_DTYPES),
     Field("fit_seconds", "float", "wall time of the fit (pipeline: the median of its fits)", unit="s",
           label="fit s", suites=_FITTED, nullable=True),
     Field("speedup_vs_example", "float", "the example pipeline's median fit time / this pipeline's", unit="x",
@@ -318,6 +351,12 @@ DERIVED_FIELDS: tuple[Field, ...] = (
           origin="derived", nullable=True),
     Field("mse_vs_full_pct", "float", "mse_vs_full / full_val_mse, in percent", unit="%", label="MSE vs full %",
           origin="derived", nullable=True),
+    Field("est_ratio_lookup", "float", "peak_alloc_bytes_lookup / estimated_peak_bytes_lookup", unit="x",
+          label="est. ratio lookup", origin="derived", nullable=True),
+    Field("est_ratio_train", "float", "peak_alloc_bytes_train / estimated_peak_bytes_train", unit="x",
+          label="est. ratio train", origin="derived", nullable=True),
+    Field("outside_estimate", "bool", "an ok memory case with a ratio outside the estimate's band "
+          "(`analysis.frames.ESTIMATE_BAND`)", label="outside est.", origin="derived", nullable=True),
 )
 
 FIELD: dict[str, Field] = {field.name: field for field in (*FIELDS, *LOADER_FIELDS, *DERIVED_FIELDS)}
@@ -328,14 +367,18 @@ REPORT_METRICS: tuple[str, ...] = (
     "compression",
     "param_bytes",
     "index_bytes",
+    "optimizer_state_bytes",
     "peak_alloc_bytes_lookup",
     "peak_rss_bytes_lookup",
     "peak_alloc_bytes_train",
     "peak_rss_bytes_train",
+    "est_ratio_lookup",
+    "est_ratio_train",
     "median_s",
     "p95_s",
     "gather_ratio",
     "val_mse",
+    *(f"val_mse_{dtype}" for dtype in STORED_DTYPES),
     "mse_vs_full",
     "mse_vs_full_pct",
     "excess_mse",
@@ -346,7 +389,7 @@ REPORT_METRICS: tuple[str, ...] = (
 GATED_FIELDS = tuple(field.name for field in FIELDS if field.gate is not None)
 PEAK_FIELDS = tuple(field.name for field in FIELDS if field.gate in ("peak", "peak_rss"))
 # Fields that name a case rather than measure it: the rows of a table are grouped and sorted by these.
-KEY_FIELDS = ("dataset", "vocab_size", "strategy", "preset", "dim")
+KEY_FIELDS = ("dataset", "vocab_size", "strategy", "preset", "optimizer", "dim")
 V1_RENAMES = {"vocab": "dataset"}
 # The accuracy suite's reference pairs, as records name them (`preset`, `strategy`):
 # membed.presets.BASELINE and EXAMPLE, which tests/test_schema.py holds equal to these.

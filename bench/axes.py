@@ -1,4 +1,4 @@
-"""The common axes of the suites' grids: strategies, datasets (with sizes or sides), dims, fixed fields.
+"""The common axes of the suites' grids: strategies, datasets (with sizes or sides), dims, optimizers, fixed fields.
 
 An axis is a function `(selection, case) -> values`: `selection` is the run's
 `grid.Selection`, `case` the case fields the axes before it chose (always
@@ -62,6 +62,15 @@ def rating_datasets(selection: Selection, case: Mapping[str, Any]) -> list[dict[
 def dims(selection: Selection, case: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The profile's base dimensions."""
     return [{"dim": dim} for dim in selection.profile.dims]
+
+
+def optimizers(selection: Selection, case: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The profile's optimizers (narrowed by `--optimizers`): the train_step, memory and accuracy suites' last axis.
+
+    Last, so that the cases of one strategy, dataset and size run one after
+    another (the paired suites keep their gather table between them).
+    """
+    return [{"optimizer": name} for name in selection.optimizers]
 
 
 def fixed(**fields: Any) -> Axis:

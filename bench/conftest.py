@@ -1,7 +1,7 @@
 """The pytest hooks and fixtures of the benchmark suites: options, parametrization, the result JSON, the journal.
 
 Options (see bench/README.md): `--profile quick|full`, `--strategies a,b`,
-`--vocab-sizes 1000,1e5`, `--datasets synthetic-zipf,ml-100k`,
+`--vocab-sizes 1000,1e5`, `--datasets synthetic-zipf,ml-100k`, `--optimizers adam,sgd`,
 `--measure-timeout SECONDS`, `--allow-download`, `--isolate-above SHARE`,
 `--resume`. A bad value stops the run before anything is collected, with the
 valid values listed (`bench/options.py`).
@@ -54,6 +54,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="comma-separated synthetic vocabulary sizes, e.g. 1000,1e5 (default: the profile's)")
     group.addoption("--datasets", default=None,
                     help=f"comma-separated datasets: {', '.join(grid.DATASETS)} (default: the profile's)")
+    group.addoption("--optimizers", default=None,
+                    help=f"comma-separated optimizers of the train_step, memory and accuracy suites: "
+                         f"{', '.join(grid.OPTIMIZERS)} (default: the profile's)")
     group.addoption("--measure-timeout", type=float, default=measure.DEFAULT_TIMEOUT_S,
                     help="seconds before a memory-measuring process, or a case's own process, is killed "
                          "(default 600)")
@@ -77,6 +80,7 @@ def pytest_configure(config: pytest.Config) -> None:
             config.getoption("datasets"),
             allow_download=config.getoption("allow_download"),
             measure_timeout_s=config.getoption("measure_timeout"),
+            optimizer_list=config.getoption("optimizers"),
         )
     except options.GridError as error:
         raise pytest.UsageError(f"bench: {error}") from None
@@ -145,7 +149,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         return []
     return [
         f"membed bench: profile={selection.profile.name} strategies={','.join(selection.strategies)}",
-        f"  datasets={','.join(selection.datasets)} vocab_sizes={','.join(map(str, selection.vocab_sizes))}",
+        f"  datasets={','.join(selection.datasets)} vocab_sizes={','.join(map(str, selection.vocab_sizes))}"
+        f" optimizers={','.join(selection.optimizers)}",
     ]
 
 

@@ -20,7 +20,10 @@ new strategy file shows up in every suite with no edit here. A combination
 that cannot run (an option the strategy rejects at that size, memory that
 grows with V at a size meant for sublinear strategies, too little memory, a
 dataset that is not there) is still a case: it skips at run time with the
-reason, and the run's `not_run` list keeps it.
+reason, and the run's `not_run` list keeps it. The suites that train
+(train_step, memory, accuracy) end with the optimizer axis (`axes.optimizers`,
+the profile's `optimizers`); `DEFAULT_OPTIMIZER`'s cases keep the ids they had
+before that axis, the others' ids end in `/<optimizer>`.
 
 Datasets:
     synthetic-zipf, synthetic-uniform: id streams of any size
@@ -46,6 +49,8 @@ from analysis import schema
 from bench import rules as skip_rules
 from membed import measure
 from membed.data import MOVIELENS, SYNTHETIC_DATASETS
+from membed.plan.constants import OPTIMIZER_NAMES  # membed.optim.NAMES, without importing TensorFlow here
+from membed.strategies.storage import STORAGES
 
 PLANTED = "synthetic-planted"
 DATASETS = (*SYNTHETIC_DATASETS, PLANTED, *MOVIELENS)
@@ -53,6 +58,13 @@ DATASETS = (*SYNTHETIC_DATASETS, PLANTED, *MOVIELENS)
 ACCURACY_BATCH_SIZE = 128
 ACCURACY_LEARNING_RATE = 1e-3
 ACCURACY_DIM = 64
+# The optimizer axis of the train_step, memory and accuracy suites. `adam` is the
+# suites' step from before the axis (Keras's Adam; the accuracy suite: the example's
+# FusedAdam): its cases keep their ids, the others' ids end in `/<optimizer>`.
+OPTIMIZERS = OPTIMIZER_NAMES
+DEFAULT_OPTIMIZER = schema.DEFAULT_OPTIMIZER
+# The train_step and memory suites' step size: it moves no time or byte they record.
+TRAIN_LEARNING_RATE = 1e-3
 TRAIN_FRACTION = 0.85
 SEED = 42
 
@@ -82,6 +94,10 @@ class Profile:
             `membed.presets`); a strategy with none of them trains its first preset.
         planted: `planted_ratings` arguments of the synthetic-planted dataset.
         pipeline_rounds: fits per case of the pipeline suite (the median is compared).
+        optimizers: the optimizer axis of the train_step, memory (train phase) and
+            accuracy suites, names of `membed.optim.NAMES`; `--optimizers` narrows it.
+        accuracy_storages: storages each trained pair is evaluated in again
+            (`membed.presets.evaluate_by_storage`), float32 first.
     """
 
     name: str
@@ -99,6 +115,8 @@ class Profile:
     accuracy_presets: tuple[str, ...] | None
     planted: dict[str, int]
     pipeline_rounds: int = 3
+    optimizers: tuple[str, ...] = (DEFAULT_OPTIMIZER,)
+    accuracy_storages: tuple[str, ...] = ("float32",)
 
     def rounds_for(self, call_seconds: float) -> int:
         """Timed rounds for a case whose warm call takes `call_seconds`: the budget's worth, within the bounds.
@@ -130,6 +148,8 @@ PROFILES: dict[str, Profile] = {
         accuracy_presets=("baseline", "example", "20x"),
         planted={"num_users": 2000, "num_items": 1000, "num_ratings": 20_000},
         pipeline_rounds=2,
+        optimizers=("adam", "rowwise_adagrad"),
+        accuracy_storages=("float32", "int8"),
     ),
     # The whole grid.
     "full": Profile(
@@ -147,6 +167,8 @@ PROFILES: dict[str, Profile] = {
         accuracy_epochs=3,
         accuracy_presets=None,
         planted={"num_users": 6040, "num_items": 3706, "num_ratings": 100_000},
+        optimizers=OPTIMIZERS,
+        accuracy_storages=STORAGES,
     ),
 }
 
@@ -162,6 +184,7 @@ class Selection:
     allow_download: bool = False
     measure_timeout_s: float = measure.DEFAULT_TIMEOUT_S
     suite_datasets: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    optimizers: tuple[str, ...] = (DEFAULT_OPTIMIZER,)
 
     def datasets_of(self, suite: str) -> tuple[str, ...]:
         return self.suite_datasets.get(suite, self.datasets)
@@ -172,7 +195,9 @@ class Case:
     """One point of the grid.
 
     `vocab_size` is None for MovieLens until its data is loaded (the size is
-    the data's). Accuracy cases name a (user, item) pair and a preset.
+    the data's). Accuracy cases name a (user, item) pair and a preset. The
+    suites that train name their optimizer; any but `DEFAULT_OPTIMIZER` is a
+    variant of the case, after its preset.
     """
 
     suite: str
@@ -185,6 +210,13 @@ class Case:
     preset: str | None = None
     user_strategy: str | None = None
     item_strategy: str | None = None
+    optimizer: str | None = None
+
+    @property
+    def variants(self) -> tuple[str, ...]:
+        """The ids' last parts (after size and dim; a fit's, after its dataset): preset, a non-default optimizer."""
+        optimizer = self.optimizer if self.optimizer not in (None, DEFAULT_OPTIMIZER) else None
+        return tuple(part for part in (self.preset, optimizer) if part)
 
     @property
     def kind(self) -> str:
@@ -205,25 +237,37 @@ class Case:
 
     @property
     def test_id(self) -> str:
-        """The pytest id: `strategy-dataset-size-dim[-variant]`, a fit's `strategy-dataset-preset`."""
+        """The pytest id: `strategy-dataset-size-dim[-preset][-optimizer]` (a fit: `strategy-dataset-preset[-...]`).
+
+        Example:
+            >>> Case("train_step", "qr", "synthetic-zipf", 1000, 64, 4096, optimizer="sgd").test_id
+            'qr-synthetic-zipf-1000-64-sgd'
+        """
         if self.kind == "fit":
-            return f"{self.strategy}-{self.dataset}-{self.preset}"
-        size = self.side if self.vocab_size is None else str(self.vocab_size)
-        variant = f"-{self.preset}" if self.preset else ""
-        return f"{self.strategy}-{self.dataset}-{size}-{self.dim}{variant}"
+            head = [self.strategy, self.dataset]
+        else:
+            head = [self.strategy, self.dataset, self.side if self.vocab_size is None else str(self.vocab_size),
+                    str(self.dim)]
+        return "-".join([*head, *self.variants])
 
     def case_id(self, vocab_size: int | None = None) -> str:
-        """The stable case id: `suite/strategy/dataset/vocab_size/dim[/variant]` (a fit: `suite/pair/dataset/preset`).
+        """The stable case id: `suite/strategy/dataset/vocab_size/dim[/preset][/optimizer]` (a fit:
+        `suite/pair/dataset/preset[/optimizer]`); the default optimizer adds nothing.
 
         Args:
             vocab_size: the size once known (a MovieLens side's, from its data); the case's own by default.
+
+        Example:
+            >>> Case("memory", "qr", "synthetic-zipf", 1000, 64, 4096, optimizer="rowwise_adagrad").case_id()
+            'memory/qr/synthetic-zipf/1000/64/rowwise_adagrad'
         """
         if self.kind == "fit":
-            return f"{self.suite}/{self.strategy}/{self.dataset}/{self.preset}"
-        size = vocab_size if vocab_size is not None else self.vocab_size
-        variant = f"/{self.preset}" if self.preset else ""
-        return (f"{self.suite}/{self.strategy}/{self.dataset}/{size if size is not None else self.side}/"
-                f"{self.dim}{variant}")
+            head = [self.suite, self.strategy, self.dataset]
+        else:
+            size = vocab_size if vocab_size is not None else self.vocab_size
+            head = [self.suite, self.strategy, self.dataset, str(size if size is not None else self.side),
+                    str(self.dim)]
+        return "/".join([*head, *self.variants])
 
     def with_size(self, vocab_size: int) -> Case:
         return dataclasses.replace(self, vocab_size=int(vocab_size))
@@ -370,6 +414,7 @@ def base_record(case: Case) -> dict[str, Any]:
         status="ok",
         strategy=case.strategy,
         preset=case.preset,
+        optimizer=case.optimizer,
         dataset=case.dataset,
         vocab_size=case.vocab_size,
         dim=case.dim,

@@ -1,4 +1,4 @@
-"""The run's command-line options (`--profile`, `--strategies`, `--vocab-sizes`, `--datasets`, ...) as a `Selection`.
+"""The run's command-line options (`--profile`, `--strategies`, `--datasets`, `--optimizers`, ...) as a `Selection`.
 
 A bad value is a `GridError` whose message names it and lists the valid
 values; bench/conftest.py turns it into a usage error before anything is
@@ -12,7 +12,7 @@ Example:
 
 from __future__ import annotations
 
-from bench.grid import DATASETS, PROFILES, Selection
+from bench.grid import DATASETS, OPTIMIZERS, PROFILES, Selection
 from membed import measure, strategies
 
 
@@ -61,7 +61,8 @@ def _checked_names(text: str | None, kind: str, option: str, valid) -> list[str]
 
 def selection_from_options(profile: str, strategy_list: str | None, vocab_sizes: str | None,
                            datasets: str | None, allow_download: bool = False,
-                           measure_timeout_s: float = measure.DEFAULT_TIMEOUT_S) -> Selection:
+                           measure_timeout_s: float = measure.DEFAULT_TIMEOUT_S,
+                           optimizer_list: str | None = None) -> Selection:
     """Builds the run's Selection from the command-line strings; GridError lists valid values.
 
     Args:
@@ -72,6 +73,8 @@ def selection_from_options(profile: str, strategy_list: str | None, vocab_sizes:
             with its narrower per-suite datasets).
         allow_download: let MovieLens variants that are not found be downloaded.
         measure_timeout_s: seconds before a measuring process is killed.
+        optimizer_list: comma-separated names of `grid.OPTIMIZERS` (`membed.optim.NAMES`)
+            for the suites that train (None: the profile's).
     """
     if profile not in PROFILES:
         raise GridError(f"unknown --profile {profile!r}. Use one of: {', '.join(PROFILES)}.")
@@ -79,6 +82,7 @@ def selection_from_options(profile: str, strategy_list: str | None, vocab_sizes:
     registered = strategies.names()
     names = _checked_names(strategy_list, "strategy", "--strategies", registered)
     wanted = _checked_names(datasets, "dataset", "--datasets", DATASETS)
+    optimizers = _checked_names(optimizer_list, "optimizer", "--optimizers", OPTIMIZERS)
     if not (measure_timeout_s > 0):
         raise GridError(f"invalid --measure-timeout {measure_timeout_s!r}: it must be a number of seconds > 0.")
     sizes = (parse_vocab_sizes(vocab_sizes) if vocab_sizes is not None
@@ -91,4 +95,5 @@ def selection_from_options(profile: str, strategy_list: str | None, vocab_sizes:
         suite_datasets={} if wanted is not None else dict(chosen.suite_datasets),
         allow_download=allow_download,
         measure_timeout_s=measure_timeout_s,
+        optimizers=tuple(dict.fromkeys(optimizers)) if optimizers is not None else chosen.optimizers,
     )

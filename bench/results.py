@@ -91,6 +91,7 @@ def journal_run(selection: grid.Selection, keyword: str, paths: list[str], code_
         "strategies": list(selection.strategies),
         "datasets": list(selection.datasets),
         "vocab_sizes": list(selection.vocab_sizes),
+        "optimizers": list(selection.optimizers),
         "keyword": keyword,
         "paths": paths,
         "code_version": code_version,

@@ -12,6 +12,8 @@ Rules are small objects with one method, `reason(case, vocab_size, sizes)`:
     SublinearAbove(limit): above `limit` ids only strategies whose bytes grow
         clearly slower than V run (read from the cost formula, see `growth_ratio`).
     FitsInMemory(): the estimated peak must fit in the memory available now.
+    Trains(): a case of an optimizer other than the default needs trainable
+        weights (an int8 table has none, so nothing differs from its default case).
 
 TensorFlow-free (strategies are costed from their formulas, nothing is
 built), so `bench/gpu_lookup.py` applies the same rules under JAX.
@@ -30,6 +32,8 @@ import math
 from typing import TYPE_CHECKING, Any, Protocol
 
 from membed import measure, strategies
+from membed.plan.constants import DEFAULT_OPTIMIZER
+from membed.plan.layout import Layout
 
 if TYPE_CHECKING:
     from bench.grid import Case
@@ -114,8 +118,36 @@ class FitsInMemory:
         return None if shortfall is None else f"too big for this machine: {shortfall}"
 
 
+@dataclasses.dataclass(frozen=True)
+class Trains:
+    """A case of an optimizer other than the default runs only where the layer has trainable weights.
+
+    The optimizer changes the train phase alone, and a layer without trainable
+    weights (int8 tables) has none: its default-optimizer case already
+    measures what there is. Read from the cost formula at default options
+    (`membed.plan.Layout.from_cost`). Its skip is no projection: nothing about
+    the case's size stopped it.
+    """
+
+    projects = False
+
+    def reason(self, case: Case, vocab_size: int, sizes: measure.CaseSizes) -> str | None:
+        if case.optimizer in (None, DEFAULT_OPTIMIZER):
+            return None
+        try:
+            cost = strategies.cost(case.strategy, vocab_size, case.dim)
+        except ValueError:
+            return None  # the strategy's own rejection is `admit`'s reason
+        if any(weight.trainable for weight in Layout.from_cost(cost, vocab_size, case.dim).weights):
+            return None
+        return (f"invalid combination: {case.strategy} has no trainable weights ({cost.storage} tables): "
+                f"no train step for {case.optimizer} to take")
+
+
 # The rules of the suites that build one strategy layer at a size of the grid.
 SIZE_RULES: tuple[Rule, ...] = (SublinearAbove(), FitsInMemory())
+# ... and train it with the case's optimizer.
+TRAIN_RULES: tuple[Rule, ...] = (*SIZE_RULES, Trains())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,16 +158,19 @@ class Admission:
         options: the strategy's resolved options (JSON values), None when it rejects them.
         sizes: sizes from the cost formula, None when the strategy rejects its options.
         reason: why the case skips, or None when it runs.
-        projected: the case skips but its sizes are known (from the formulas).
+        projected: the case skips for its size but its sizes are known (from the formulas).
+        projects: whether the rule that skipped it says something about its size
+            (a rule's `projects`, true unless it says otherwise).
     """
 
     options: dict[str, Any] | None
     sizes: measure.CaseSizes | None
     reason: str | None
+    projects: bool = True
 
     @property
     def projected(self) -> bool:
-        return self.reason is not None and self.sizes is not None
+        return self.reason is not None and self.sizes is not None and self.projects
 
 
 def admit(case: Case, vocab_size: int, options: dict | None = None, rules: tuple[Rule, ...] = SIZE_RULES
@@ -156,5 +191,5 @@ def admit(case: Case, vocab_size: int, options: dict | None = None, rules: tuple
     for rule in rules:
         reason = rule.reason(case, vocab_size, sizes)
         if reason is not None:
-            return Admission(measure.jsonable(resolved), sizes, reason)
+            return Admission(measure.jsonable(resolved), sizes, reason, getattr(rule, "projects", True))
     return Admission(measure.jsonable(resolved), sizes, None)

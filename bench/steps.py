@@ -1,4 +1,4 @@
-"""The steps the suites time and measure: a compiled lookup, a compiled Adam step, and one memory case.
+"""The steps the suites time and measure: a compiled lookup, a compiled training step, and one memory case.
 
 The lookup, blocks and train-step suites time `compiled_lookup` and
 `compiled_train_step`; the memory suite runs `memory_case` in a fresh process
@@ -15,11 +15,13 @@ A memory case, on one layer, under a `membed.measure.probes.Probe`:
         one forward pass over a batch allocates. `peak_rss_bytes_lookup` is
         the process's peak RSS over build and lookup, above its RSS before
         building.
-    train: statistics reset again, then one Adam step on an MSE loss, the
+    train: statistics reset again, then one step of the spec's optimizer
+        (`membed.optim`, Keras's Adam by default) on an MSE loss, the
         optimizer's slots created by it: the weights, slots, gradients and
         temporaries (`peak_alloc_bytes_train`). `peak_rss_bytes_train` is the
         peak RSS above the same baseline, so it also holds the pages the
         earlier phases touched. Null when the layer has no trainable weights.
+        `optimizer_state_bytes` is read from the optimizer's slots afterwards.
 
 Example:
     >>> spec = {"strategy": "full", "vocab_size": 10_000, "dim": 64, "ids": {"dataset": "synthetic-zipf"}}
@@ -45,6 +47,7 @@ from membed.measure.probes import DEFAULT_RSS_INTERVAL_S, Probe, default_reserve
 MEMORY_CASE = "bench.steps:memory_case"
 DEFAULT_BATCH_SIZE = 4096
 DEFAULT_LEARNING_RATE = 1e-3
+DEFAULT_OPTIMIZER = "adam"  # Keras's Adam: the step of every suite before the optimizer was an axis
 # Measured fields of a memory case's result; all None in a failed one.
 RESULT_KEYS = (
     "options",
@@ -57,8 +60,9 @@ RESULT_KEYS = (
     "peak_rss_bytes_lookup",
     "peak_alloc_bytes_train",
     "peak_rss_bytes_train",
+    "optimizer_state_bytes",
 )
-SPEC_KEYS = ("strategy", "vocab_size", "dim", "ids", "options", "batch_size", "seed", "learning_rate",
+SPEC_KEYS = ("strategy", "vocab_size", "dim", "ids", "options", "batch_size", "seed", "optimizer", "learning_rate",
              "rss_interval_s", "reserve_bytes", "module")
 
 
@@ -81,16 +85,54 @@ def compiled_lookup(layer, compile: bool = True) -> Callable:
     return tf.function(lookup, autograph=False) if compile else lookup
 
 
-def compiled_train_step(layer, learning_rate: float = DEFAULT_LEARNING_RATE, compile: bool = True) -> Callable:
-    """One Adam step on the MSE between the layer's vectors and a target, as a `tf.function`.
+def make_optimizer(name: str = DEFAULT_OPTIMIZER, learning_rate: float = DEFAULT_LEARNING_RATE):
+    """A new optimizer `name` of `membed.optim` (`adam`: Keras's Adam); ValueError lists the valid names.
+
+    Example:
+        >>> type(make_optimizer("rowwise_adagrad", 0.1)).__name__
+        'RowwiseAdagrad'
+    """
+    from membed import optim
+
+    return optim.get(name, learning_rate=learning_rate)
+
+
+def optimizer_state_bytes(optimizer) -> int | None:
+    """Bytes of a built Keras optimizer's slots: every variable but its step counter and step size; None if unbuilt.
+
+    Example:
+        >>> optimizer = make_optimizer("rowwise_adagrad")
+        >>> optimizer.build(strategies.build("full", 1000, 64).trainable_variables)
+        >>> optimizer_state_bytes(optimizer)  # one float32 per row
+        4000
+    """
+    if not getattr(optimizer, "built", False):
+        return None
+    bookkeeping = {id(optimizer.iterations)}
+    slots = [v for v in optimizer.variables
+             if id(v) not in bookkeeping and not (v.name == "learning_rate" and len(v.shape) == 0)]
+    return int(sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in slots))
+
+
+def compiled_train_step(layer, learning_rate: float = DEFAULT_LEARNING_RATE, compile: bool = True,
+                        optimizer=DEFAULT_OPTIMIZER) -> Callable:
+    """One optimizer step on the MSE between the layer's vectors and a target, as a `tf.function`.
 
     The optimizer's slots are created by the first call, so that call's
     memory includes them. With `compile=False` the step runs eagerly.
     Raises ValueError when the layer has no trainable weights (an int8
     table, for example).
 
+    Args:
+        layer: the embedding layer (built here if it is not).
+        learning_rate: the step size of an optimizer given by name.
+        compile: trace the step as a `tf.function`; False runs it eagerly.
+        optimizer: a name of `membed.optim.NAMES` (default `adam`, Keras's Adam),
+            or a Keras optimizer (`make_optimizer`), whose slots the caller can
+            then read (`optimizer_state_bytes`).
+
     Example:
-        >>> step = compiled_train_step(strategies.build("full", 1000, 64))
+        >>> step = compiled_train_step(strategies.build("full", 1000, 64), optimizer="rowwise_adagrad")
         >>> float(step(np.arange(8), np.zeros((8, 64), "float32"))) >= 0
         True
     """
@@ -103,7 +145,8 @@ def compiled_train_step(layer, learning_rate: float = DEFAULT_LEARNING_RATE, com
     if not variables:
         label = getattr(layer, "strategy_name", "") or type(layer).__name__
         raise ValueError(f"{label}: the layer has no trainable weights; there is no training step to take.")
-    optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
+    if isinstance(optimizer, str):
+        optimizer = make_optimizer(optimizer, learning_rate)
 
     def train_step(ids, target):
         with tf.GradientTape() as tape:
@@ -132,6 +175,7 @@ def check_spec(spec: dict) -> dict:
     Keys: `strategy`, `vocab_size`, `dim`, `ids` (a `DatasetIds` dict, the
     old key `vocab` accepted for `dataset`; its `vocab_size` defaults to the
     spec's), and optionally `options` ({}), `batch_size` (4096), `seed` (0),
+    `optimizer` (`adam`, a name of `membed.optim.NAMES`),
     `learning_rate` (1e-3), `rss_interval_s` (0.005), `reserve_bytes` (from
     the estimate), `module` (imported first: the module that registers a
     strategy defined outside `membed.strategies`; `strategy_module(name)`
@@ -153,8 +197,15 @@ def check_spec(spec: dict) -> dict:
         # A strategy registered outside membed.strategies registers on import.
         importlib.import_module(spec["module"])
     strategies.get(spec["strategy"])
-    full = {"options": {}, "batch_size": DEFAULT_BATCH_SIZE, "seed": 0, "learning_rate": DEFAULT_LEARNING_RATE,
-            "rss_interval_s": DEFAULT_RSS_INTERVAL_S, "ids": {"dataset": "synthetic-zipf"}, **spec}
+    full = {"options": {}, "batch_size": DEFAULT_BATCH_SIZE, "seed": 0, "optimizer": DEFAULT_OPTIMIZER,
+            "learning_rate": DEFAULT_LEARNING_RATE, "rss_interval_s": DEFAULT_RSS_INTERVAL_S,
+            "ids": {"dataset": "synthetic-zipf"}, **spec}
+    from membed import optim
+
+    try:
+        optim.entry(full["optimizer"])
+    except ValueError as error:
+        raise ValueError(f"measure spec: invalid `optimizer`: {error}") from None
     full["ids"] = {"vocab_size": full["vocab_size"], **full["ids"]}
     for key in ("vocab_size", "dim", "batch_size"):
         value = full[key]
@@ -183,9 +234,11 @@ def memory_case(spec: dict) -> dict[str, Any]:
     Returns:
         {"status": "ok", "reason": None, "options", "params",
         "trainable_params", "param_bytes", "index_bytes", the five peaks
-        (bytes or None), "allocator": None or why the allocator numbers are
-        missing, "seconds"}.
+        (bytes or None), "optimizer_state_bytes" (0 without a train step),
+        "allocator": None or why the allocator numbers are missing, "seconds"}.
     """
+    from membed import optim  # noqa: F401 - imported before any phase: its import is no part of a peak
+
     spec = check_spec(spec)
     started = time.perf_counter()
     name, vocab_size, dim, batch_size = spec["strategy"], spec["vocab_size"], spec["dim"], spec["batch_size"]
@@ -214,16 +267,19 @@ def memory_case(spec: dict) -> dict[str, Any]:
 
     layer = probe.rss_span("lookup", build_and_lookup)
     resolved, built = sizes.layer_options(layer), sizes.layer_sizes(layer)
+    optimizers = []
     if built.trainable_params:
 
         def train_one_step():
             with probe.phase("train"):
-                compiled_train_step(layer, spec["learning_rate"], compile=False)(ids, target).numpy()
+                optimizers.append(make_optimizer(spec["optimizer"], spec["learning_rate"]))
+                compiled_train_step(layer, compile=False, optimizer=optimizers[0])(ids, target).numpy()
 
         probe.rss_span("train", train_one_step)
     measured = {
         "options": resolved,
         **built.as_dict(),
+        "optimizer_state_bytes": optimizer_state_bytes(optimizers[0]) if optimizers else 0,
         **{f"peak_alloc_bytes_{phase}": peak for phase, peak in probe.alloc_peaks.items()},
         **{f"peak_rss_bytes_{span}": peak for span, peak in probe.rss_peaks.items()},
     }

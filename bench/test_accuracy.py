@@ -9,6 +9,14 @@ so those rows also carry `noise_floor_mse` and `excess_mse`. The benchmark
 times `membed.presets.fit_pair` (one round): seeding, building the model,
 the fit, and for strategies trained as another (int8 tables) the conversion
 and its evaluation; `fit_seconds` is the fit alone.
+
+Each pair trains once per optimizer of the profile (`--optimizers`), at
+that optimizer's step size (`membed.train.RATING_LEARNING_RATES`): `adam` is the
+example's Adam (`FusedAdam`) and keeps the suite's case ids, the others'
+end in `/<optimizer>`. After the timed fit, untimed, the trained pair is
+evaluated again with its tables in each of the profile's
+`accuracy_storages` (`membed.presets.evaluate_by_storage`): the loss of
+post-training float16, bfloat16 and int8 storage.
 """
 
 from __future__ import annotations
@@ -17,10 +25,12 @@ from typing import Any, Mapping
 
 import pytest
 
-from bench import axes, grid
-from membed import presets, strategies
+from analysis import schema
+from bench import axes, grid, steps
+from membed import plan, presets, strategies
 from membed.data import random_split
 from membed.measure import jsonable, layer_options, layer_sizes
+from membed.train import RATING_LEARNING_RATES
 
 # The full baseline and the example's pair train whatever `--strategies` says.
 ALWAYS = ("full", "example_qr")
@@ -55,7 +65,7 @@ def accuracy_pairs(selection: grid.Selection, case: Mapping[str, Any]) -> list[d
 ACCURACY = grid.Suite(
     "accuracy", "fit",
     axes=(axes.rating_datasets, accuracy_pairs,
-          axes.fixed(dim=grid.ACCURACY_DIM, batch_size=grid.ACCURACY_BATCH_SIZE)),
+          axes.fixed(dim=grid.ACCURACY_DIM, batch_size=grid.ACCURACY_BATCH_SIZE), axes.optimizers),
 )
 
 
@@ -69,6 +79,26 @@ def find_pair(case: grid.Case, data) -> presets.Pair:
     raise LookupError(f"{case.case_id()}: membed.presets no longer defines this pair.")
 
 
+def fit_state_bytes(model, pair: presets.Pair, data, dim: int, optimizer: str) -> int:
+    """The optimizer's slot bytes after the fit (user + item tables; the rating model has no other weight).
+
+    A pair trained as another strategy (int8 tables) is converted after the
+    fit and its optimizer is gone: its state is the trained layers' by
+    `membed.plan`'s formula.
+    """
+    built = steps.optimizer_state_bytes(model.optimizer)
+    if built is not None:
+        return built
+    total = 0
+    for name, options, vocab_size, counts in ((pair.user, pair.user_options, data.num_users, data.user_counts),
+                                              (pair.item, pair.item_options, data.num_items, data.item_counts)):
+        trains_as = strategies.get(name).trains_as
+        trained, trained_options = (trains_as, None) if trains_as else (name, options)
+        total += plan.estimate(trained, vocab_size, dim, trained_options, optimizer=optimizer,
+                               counts=counts).optimizer_state.total
+    return total
+
+
 @ACCURACY.test
 def test_accuracy(benchmark, case: grid.Case, harness, record: dict) -> None:
     data = harness.ratings(case.dataset)
@@ -79,11 +109,13 @@ def test_accuracy(benchmark, case: grid.Case, harness, record: dict) -> None:
         pytest.skip(f"invalid combination: {pair.error}")
     epochs = harness.profile.accuracy_epochs
     record["epochs"] = epochs
+    learning_rate = RATING_LEARNING_RATES[case.optimizer]
+    record["learning_rate"] = learning_rate
     train_idx, val_idx = random_split(len(data), grid.TRAIN_FRACTION, grid.SEED)
     model, result = benchmark.pedantic(
         presets.fit_pair, args=(pair, data, train_idx, val_idx, case.dim),
-        kwargs={"epochs": epochs, "batch_size": grid.ACCURACY_BATCH_SIZE,
-                "learning_rate": grid.ACCURACY_LEARNING_RATE, "seed": grid.SEED},
+        kwargs={"epochs": epochs, "batch_size": grid.ACCURACY_BATCH_SIZE, "learning_rate": learning_rate,
+                "seed": grid.SEED, "optimizer": case.optimizer},
         rounds=1, iterations=1,
     )
     user, item = model.get_layer("user_embedding"), model.get_layer("item_embedding")
@@ -98,7 +130,13 @@ def test_accuracy(benchmark, case: grid.Case, harness, record: dict) -> None:
         val_rmse_per_epoch=result.val_rmse,
         train_mse_per_epoch=result.train_mse,
         fit_seconds=result.fit_seconds,
+        optimizer_state_bytes=fit_state_bytes(model, pair, data, case.dim, case.optimizer),
     )
+    stored = presets.evaluate_by_storage(model, data, val_idx, storages=harness.profile.accuracy_storages)
+    if stored.skipped is None:
+        record.update(val_mse_by_storage=stored.val_mse, param_bytes_by_storage=stored.param_bytes,
+                      **{f"val_mse_{dtype}": stored.val_mse[dtype] for dtype in schema.STORED_DTYPES
+                         if dtype in stored.val_mse})
     if data.noise_sigma is not None:
         record["noise_floor_mse"] = float(data.noise_sigma) ** 2
         record["excess_mse"] = record["val_mse"] - record["noise_floor_mse"]

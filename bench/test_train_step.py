@@ -1,9 +1,13 @@
-"""Train-step suite: one compiled Adam step through the layer on an MSE loss, a fresh batch per round.
+"""Train-step suite: one compiled training step through the layer on an MSE loss, a fresh batch per round.
 
+One case per optimizer of the profile (`--optimizers`): `adam` is Keras's
+Adam, the suite's step before the optimizer was an axis, and keeps its case
+ids; the others are `membed.optim`'s, their ids ending in `/<optimizer>`.
 `gather_ratio` is relative to the bare `tf.gather` of the lookup suite (same
 ids, same session), not to a full-table training step: the `full` strategy's
 own train_step row is that, and the ratio of two rows is left to the report.
-A layer without trainable weights skips.
+`optimizer_state_bytes` is read from the optimizer's slots after the timed
+rounds. A layer without trainable weights skips.
 """
 
 from __future__ import annotations
@@ -12,8 +16,8 @@ import pytest
 
 from bench import axes, grid, rules, steps
 
-TRAIN_STEP = grid.Suite("train_step", "paired", axes=(axes.registered, axes.id_datasets, axes.dims),
-                        rules=rules.SIZE_RULES)
+TRAIN_STEP = grid.Suite("train_step", "paired", axes=(axes.registered, axes.id_datasets, axes.dims, axes.optimizers),
+                        rules=rules.TRAIN_RULES)
 
 
 @TRAIN_STEP.test
@@ -21,10 +25,13 @@ def test_train_step(benchmark, case: grid.Case, harness, record: dict) -> None:
     source = harness.source(case)
     harness.admit(case, record, source.vocab_size)
     layer = harness.build_layer(case, source, record)
+    optimizer = steps.make_optimizer(case.optimizer, grid.TRAIN_LEARNING_RATE)
+    record["learning_rate"] = grid.TRAIN_LEARNING_RATE
     try:
-        step = steps.compiled_train_step(layer)
+        step = steps.compiled_train_step(layer, optimizer=optimizer)
     except ValueError as error:
         pytest.skip(f"invalid combination: {error}")
     record["gather_ratio"] = harness.time_against_gather(
         benchmark, step, harness.batches(source, case.batch_size, dim=case.dim), source, case.dim
     )
+    record["optimizer_state_bytes"] = steps.optimizer_state_bytes(optimizer)

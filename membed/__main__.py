@@ -48,6 +48,11 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--data-dir", default=None,
                          help="folder holding extracted ml-* folders, searched before $MEMBED_DATA_DIR and the cache")
         sub.add_argument("--no-download", action="store_true", help="never download a missing dataset")
+        sub.add_argument("--optimizer", default="adam",
+                         help="adam (the example's), lazy_adam, adagrad, rowwise_adagrad or sgd (default: adam)")
+        sub.add_argument("--learning-rate", type=float, default=None,
+                         help="step size (default: the optimizer's in membed.train.RATING_LEARNING_RATES; "
+                              "adam's is the example's 1e-3)")
         sub.add_argument("--jit", action="store_true", help="compile the train step with XLA")
         sub.add_argument("--json", action="store_true", help="print one JSON object")
         sub.add_argument("--dry-run", action="store_true", help="build the models and print parameters only")
@@ -118,8 +123,11 @@ def _run_pairs(args, pairs) -> dict:
     from membed import data as data_module
     from membed.model import pair_model
     from membed.presets import fit_pair
-    from membed.train import set_seed
+    from membed.train import RATING_LEARNING_RATES, set_seed
 
+    if args.optimizer not in RATING_LEARNING_RATES:
+        raise CliError(f"Unknown --optimizer {args.optimizer!r}. Use one of: {', '.join(RATING_LEARNING_RATES)}.")
+    learning_rate = args.learning_rate or RATING_LEARNING_RATES[args.optimizer]
     ratings = _load(args)
     train_idx, val_idx = data_module.random_split(len(ratings), 0.85, seed=args.seed)
     models = []
@@ -134,13 +142,13 @@ def _run_pairs(args, pairs) -> dict:
             else:
                 model, result = fit_pair(pair, ratings, train_idx, val_idx, dim=args.dim, epochs=args.epochs,
                                          batch_size=args.batch_size, seed=args.seed, jit_compile=args.jit,
-                                         progress=progress)
+                                         progress=progress, optimizer=args.optimizer, learning_rate=learning_rate)
             entry = {"name": label, "user": pair.user, "item": pair.item, "params": int(model.count_params())}
             if not args.dry_run:
                 entry.update(val_mse=result.val_mse, val_mae=result.val_mae, val_rmse=result.val_rmse,
                              train_mse=result.train_mse, fit_seconds=round(result.fit_seconds, 3))
             models.append(entry)
-    return {"dataset": ratings.name, "num_users": ratings.num_users, "num_items": ratings.num_items,
+    return {"dataset": ratings.name, "optimizer": args.optimizer, "learning_rate": learning_rate, "num_users": ratings.num_users, "num_items": ratings.num_items,
             "num_ratings": len(ratings), "epochs": None if args.dry_run else args.epochs, "models": models}
 
 

@@ -9,7 +9,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from membed import optim
 from membed.optim import FusedAdam
+
+# The rating model's step size per optimizer: adam's is the example's, lazy_adam's the same
+# (the two differ by their update rule only); the others the best of a few tried on one
+# ml-100k epoch (bench/README.md, "accuracy", lists them: at 1e-3 AdaGrad and SGD leave the
+# predictions where they start). The accuracy suite and `membed train --optimizer` use them.
+RATING_LEARNING_RATES = {"adam": 1e-3, "lazy_adam": 1e-3, "adagrad": 1.0, "rowwise_adagrad": 0.1, "sgd": 2.0}
 
 # Batches per compiled call; see `train_model`.
 STEPS_PER_EXECUTION = 32
@@ -50,16 +57,21 @@ class TrainResult:
 
 
 def compile_for_ratings(model: keras.Model, learning_rate: float = 1e-3, jit_compile: bool | str = False,
-                        steps_per_execution: int = 1, fused_adam: bool = True) -> None:
+                        steps_per_execution: int = 1, fused_adam: bool = True, optimizer: str = "adam") -> None:
     """The example's recipe: Adam, MSE loss, MAE metric.
 
     `fused_adam` uses `membed.optim.FusedAdam` (one update op per variable)
     instead of Keras's Adam; see there for the one difference, on sparse
-    gradients.
+    gradients. `optimizer` names another of `membed.optim.NAMES` to train
+    with instead (`adam`, the default, is the example's Adam as `fused_adam`
+    says); ValueError lists the valid names.
     """
-    optimizer = FusedAdam if fused_adam else keras.optimizers.Adam
+    if optimizer == "adam":
+        built = (FusedAdam if fused_adam else keras.optimizers.Adam)(learning_rate=learning_rate)
+    else:
+        built = optim.get(optimizer, learning_rate=learning_rate)
     model.compile(
-        optimizer=optimizer(learning_rate=learning_rate),
+        optimizer=built,
         loss="mse",
         metrics=[keras.metrics.MeanAbsoluteError(name="mae")],
         jit_compile=jit_compile,
@@ -110,6 +122,7 @@ def train_model(
     steps_per_execution: int = STEPS_PER_EXECUTION,
     fused_adam: bool = True,
     progress=None,
+    optimizer: str = "adam",
 ) -> TrainResult:
     """Trains with the example's recipe (Adam, MSE loss, MAE metric) and returns per-epoch metrics.
 
@@ -123,12 +136,14 @@ def train_model(
         fused_adam: train with `membed.optim.FusedAdam` (textbook Adam as one op
             per variable; the default) rather than `keras.optimizers.Adam`.
         progress: an optional `rich.progress.Progress`; one step is advanced per epoch.
+        optimizer: a name of `membed.optim.NAMES` to train with (default `adam`,
+            the example's; see `compile_for_ratings`).
     """
     if epochs < 1:
         raise ValueError(f"Invalid `epochs`: {epochs}. It must be >= 1.")
     if batch_size < 1:
         raise ValueError(f"Invalid `batch_size`: {batch_size}. It must be >= 1.")
-    compile_for_ratings(model, learning_rate, jit_compile, steps_per_execution, fused_adam)
+    compile_for_ratings(model, learning_rate, jit_compile, steps_per_execution, fused_adam, optimizer)
     train = make_dataset(data, train_idx, batch_size, shuffle=True, seed=seed)
     val = make_dataset(data, val_idx, batch_size, shuffle=False)
     callbacks = []

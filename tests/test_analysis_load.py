@@ -194,6 +194,70 @@ def test_mse_vs_full_uses_the_full_baseline_of_the_same_dataset(frame):
     assert np.isnan(row(derived, "memory/qr/synthetic-zipf/1000/32")["mse_vs_full"])
 
 
+def memory_rows(measured_and_estimated: dict[str, tuple]) -> pd.DataFrame:
+    """Memory rows: case -> (optimizer, status, peak lookup, estimate lookup, peak train, estimate train)."""
+    rows = []
+    for case, (optimizer, status, lookup, lookup_estimate, train, train_estimate) in measured_and_estimated.items():
+        rows.append(dict.fromkeys(EXTRA_COLUMNS) | {
+            "case": case, "suite": "memory", "strategy": "full", "dim": 64, "dataset": "synthetic-zipf",
+            "vocab_size": 1000, "optimizer": optimizer, "status": status, "peak_alloc_bytes_lookup": lookup,
+            "estimated_peak_bytes_lookup": lookup_estimate, "peak_alloc_bytes_train": train,
+            "estimated_peak_bytes_train": train_estimate})
+    return frame_of_rows(rows)
+
+
+def frame_of_rows(rows: list[dict]) -> pd.DataFrame:
+    from analysis.load import frame_of
+
+    return frame_of(rows)
+
+
+def test_estimate_ratios_flag_ok_cases_outside_the_band():
+    rows = memory_rows({
+        "inside": ("adam", "ok", 100.0, 100.0, 300.0, 250.0),          # 1.0 and 1.2
+        "low_train": ("rowwise_adagrad", "ok", 100.0, 110.0, 70.0, 100.0),  # 0.91 and 0.7
+        "high_lookup": ("adam", "ok", 130.0, 100.0, None, None),       # 1.3; int8: no train phase
+        "failed": ("adam", "failed", None, 100.0, None, 100.0),
+        "old_file": ("adam", "ok", 100.0, None, 100.0, None),         # written before the estimates
+    })
+    out = frames.with_estimate_ratios(rows).set_index("case")
+    assert out.loc["inside", "est_ratio_train"] == pytest.approx(1.2)
+    assert out.loc["low_train", "est_ratio_lookup"] == pytest.approx(100 / 110)
+    assert np.isnan(out.loc["high_lookup", "est_ratio_train"]) and np.isnan(out.loc["old_file", "est_ratio_lookup"])
+    assert out["outside_estimate"].to_dict() == {"inside": False, "low_train": True, "high_lookup": True,
+                                                 "failed": None, "old_file": None}
+    assert frames.estimate_line(out) == ("2 of 3 memory cases outside [0.8, 1.25] of the estimate "
+                                         "(peak alloc / membed.plan's estimate).")
+    assert frames.estimate_line(frames.with_estimate_ratios(rows[rows["case"] == "old_file"])) == ""
+
+
+def test_the_memory_table_shows_the_ratios_the_flag_and_the_count():
+    rows = memory_rows({"a": ("adam", "ok", 100.0, 100.0, 300.0, 250.0),
+                        "b": ("rowwise_adagrad", "ok", 100.0, 100.0, 70.0, 100.0)})
+    (table,) = frames.report_tables(rows)
+    assert table.frame["optimizer"].tolist() == ["adam", "rowwise_adagrad"]  # run order: adam first
+    assert table.frame["est. ratio train"].tolist() == pytest.approx([1.2, 0.7])
+    assert table.frame["outside est."].tolist() == [False, True]
+    assert "1 of 2 memory cases outside [0.8, 1.25] of the estimate" in table.note
+    inside = frames.report_tables(memory_rows({"a": ("adam", "ok", 100.0, 100.0, 300.0, 250.0)}))[0]
+    assert "outside est." not in inside.frame and "0 of 1 memory cases outside" in inside.note
+
+
+def test_each_optimizer_is_compared_with_the_full_baseline_of_its_own_optimizer(frame):
+    accuracy = frame[frame["suite"] == "accuracy"]
+    other = accuracy.assign(optimizer="rowwise_adagrad", case=accuracy["case"] + "/rowwise_adagrad",
+                            val_mse=accuracy["val_mse"] + 0.5)
+    both = pd.concat([accuracy.assign(optimizer="adam"), other], ignore_index=True)
+    derived = frames.with_baseline_mse(both)
+    assert row(derived, "accuracy/qr/ml-100k/5x/rowwise_adagrad")["full_val_mse"] == pytest.approx(1.40)
+    assert row(derived, "accuracy/qr/ml-100k/5x")["mse_vs_full"] == pytest.approx(0.02)
+    # The example's table is Adam's (the example's recipe); the front is drawn per optimizer.
+    example = frames.example_table(derived, best=2).frame
+    assert set(example["val MSE"]) <= set(accuracy["val_mse"])
+    front = frames.pareto_table(derived).frame
+    assert set(front["optimizer"]) == {"adam", "rowwise_adagrad"}
+
+
 def test_pareto_front_keeps_only_undominated_rows_per_group():
     data = pd.DataFrame(
         {

@@ -54,15 +54,51 @@ def test_quick_grid_is_the_documented_one():
         (dataset, size, None) for dataset in ("synthetic-zipf", "synthetic-uniform") for size in (10**3, 10**5, 10**6)
     } | {("ml-100k", None, side) for side in ("users", "items")}
     accuracy = grid.cases("accuracy", chosen)
-    # The baseline and the example's pair always run; qr trains its 20x preset.
-    assert {c.case_id() for c in accuracy if c.dataset == "ml-100k"} == {
-        "accuracy/full/ml-100k/baseline", "accuracy/example_qr+example_md/ml-100k/example", "accuracy/qr/ml-100k/20x",
-    }
+    # The baseline and the example's pair always run; qr trains its 20x preset; each with adam and rowwise_adagrad.
+    pairs = {"accuracy/full/ml-100k/baseline", "accuracy/example_qr+example_md/ml-100k/example",
+             "accuracy/qr/ml-100k/20x"}
+    assert {c.case_id() for c in accuracy if c.dataset == "ml-100k"} == pairs | {f"{p}/rowwise_adagrad" for p in pairs}
+    # The suites that train run each case with the profile's optimizers, one after the other; the others do not.
+    for suite in ("memory", "train_step", "accuracy"):
+        assert [c.optimizer for c in grid.cases(suite, chosen)][:2] == ["adam", "rowwise_adagrad"], suite
+    assert {c.optimizer for c in lookups} == {None}
+    assert chosen.profile.accuracy_storages == ("float32", "int8")
+    full = options.selection_from_options("full", "qr", None, None)
+    assert full.optimizers == membed_optim_names() and full.profile.accuracy_storages == (
+        "float32", "float16", "bfloat16", "int8")
+
+
+def membed_optim_names() -> tuple[str, ...]:
+    from membed import optim
+
+    return optim.NAMES
+
+
+def test_optimizers_narrow_the_suites_that_train():
+    chosen = options.selection_from_options("quick", "qr", "1000", "synthetic-zipf", optimizer_list="sgd, adam,sgd")
+    assert chosen.optimizers == ("sgd", "adam")
+    assert [c.case_id() for c in grid.cases("train_step", chosen)] == [
+        "train_step/qr/synthetic-zipf/1000/64/sgd", "train_step/qr/synthetic-zipf/1000/64"]
+    assert grid.OPTIMIZERS == membed_optim_names()
+    for bad, listed in (("adamw", "unknown optimizer 'adamw' in --optimizers. Use one of: adam, lazy_adam"),
+                        (",", "--optimizers is empty. Use one or more of: adam")):
+        with pytest.raises(options.GridError, match=re.escape(listed)):
+            options.selection_from_options("quick", None, None, None, optimizer_list=bad)
 
 
 def test_case_ids_follow_the_schema():
     case = grid.Case("memory", "qr", "synthetic-zipf", 1000, 64, 4096)
     assert case.case_id() == "memory/qr/synthetic-zipf/1000/64"
+    # The default optimizer keeps the ids of the cases from before the axis; another one is a variant.
+    adam = grid.Case("memory", "qr", "synthetic-zipf", 1000, 64, 4096, optimizer="adam")
+    assert (adam.case_id(), adam.test_id) == ("memory/qr/synthetic-zipf/1000/64", "qr-synthetic-zipf-1000-64")
+    sgd = grid.Case("blocks", "qr", "ml-100k", None, 64, 4096, side="items", preset="3-blocks", optimizer="sgd")
+    assert sgd.case_id(1682) == "blocks/qr/ml-100k/1682/64/3-blocks/sgd"
+    assert sgd.test_id == "qr-ml-100k-items-64-3-blocks-sgd"
+    fit = grid.Case("accuracy", "full", "ml-100k", None, 64, 128, preset="baseline", optimizer="lazy_adam")
+    assert fit.case_id() == "accuracy/full/ml-100k/baseline/lazy_adam"
+    assert fit.test_id == "full-ml-100k-baseline-lazy_adam"
+    assert grid.base_record(fit)["optimizer"] == "lazy_adam"
     movielens = grid.Case("lookup", "qr", "ml-100k", None, 64, 4096, side="users")
     assert movielens.case_id() == "lookup/qr/ml-100k/users/64"
     assert movielens.case_id(943) == "lookup/qr/ml-100k/943/64"
@@ -105,6 +141,7 @@ def test_vocab_sizes_parse_or_say_how():
         (("nope", None, None, None), "quick, full"),
         (("quick", "full,nope", None, None), "full"),
         (("quick", None, None, "ml-2m"), "ml-100k"),
+        (("quick", None, None, None, False, 600.0, "adam,nope"), "rowwise_adagrad"),
     ],
 )
 def test_bad_options_list_the_valid_values(arguments, listed):
@@ -153,6 +190,17 @@ def test_tiny_run_fills_each_suite(tiny_run):
     assert memory["peak_alloc_bytes_train"] >= 3 * memory["param_bytes"]
     assert memory["peak_rss_bytes_lookup"] > 0 and memory["peak_rss_bytes_train"] > 0
     assert memory["val_mse"] is None and memory["gather_ratio"] is None
+    # The optimizer of the train phase, its slots as built in the measuring process, and the estimates beside.
+    from membed import plan
+
+    rowwise = by_case["memory/full/synthetic-zipf/1000/64/rowwise_adagrad"]
+    assert (memory["optimizer"], rowwise["optimizer"]) == ("adam", "rowwise_adagrad")
+    assert (memory["optimizer_state_bytes"], rowwise["optimizer_state_bytes"]) == (2 * 4 * 64_000, 4 * 1000)
+    for info in (memory, rowwise):
+        estimate = plan.estimate("full", 1000, 64, optimizer=info["optimizer"], batch_size=4096)
+        assert info["estimated_peak_bytes_lookup"] == estimate.lookup_peak_bytes
+        assert info["estimated_peak_bytes_train"] == estimate.train_peak_bytes()
+    assert rowwise["peak_alloc_bytes_lookup"] > 0 and rowwise["peak_alloc_bytes_train"] > 0
     qr = by_case["lookup/qr/synthetic-zipf/1000/64"]
     assert qr["options"]["num_buckets"] == 32 and qr["params"] == strategies.cost("qr", 1000, 64).params
     assert qr["gather_ratio"] > 0 and qr["peak_alloc_bytes_lookup"] is None
@@ -205,7 +253,7 @@ class _Options:
 
     def __init__(self, **values):
         self.values = {"profile": "quick", "strategies": None, "vocab_sizes": None, "datasets": None,
-                       "allow_download": False, "measure_timeout": 600.0, "isolate_above": 0.25,
+                       "optimizers": None, "allow_download": False, "measure_timeout": 600.0, "isolate_above": 0.25,
                        **values}
         self.stash = pytest.Stash()
         self.pluginmanager = pytest.PytestPluginManager()
@@ -223,6 +271,7 @@ class _Options:
         ({"strategies": "full,nope"}, "unknown strategy 'nope' in --strategies. Use one of: "),
         ({"datasets": "ml-2m"}, "unknown dataset 'ml-2m' in --datasets. Use one of: synthetic-zipf"),
         ({"vocab_sizes": "1e3,x"}, "malformed --vocab-sizes '1e3,x'"),
+        ({"optimizers": "adam,adamw"}, "unknown optimizer 'adamw' in --optimizers. Use one of: adam, lazy_adam"),
     ],
 )
 def test_a_bad_option_is_a_usage_error_at_configure_time(values, listed):

@@ -86,3 +86,20 @@ def test_help_shows_defaults(capsys):
                           ("--num-users", "10000"), ("--num-items", "5000"), ("--num-ratings", "200000"),
                           ("--rank", "8"), ("--noise-sigma", "0.3")]:
         assert re.search(rf"{flag} \S+ \w[^()]* \(default: {re.escape(default)}\)", out), flag
+
+
+def test_train_takes_an_optimizer_and_its_step_size(capsys):
+    argv = ["train", "--dataset", "synthetic", "--num-users", "300", "--num-items", "200", "--num-ratings",
+            "20000", "--user", "full", "--item", "full", "--epochs", "2", "--optimizer", "rowwise_adagrad", "--json"]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["optimizer"], result["learning_rate"]) == ("rowwise_adagrad", 0.1)
+    val_mse = result["models"][0]["val_mse"]
+    assert val_mse[1] < val_mse[0]
+
+
+def test_an_unknown_optimizer_is_a_one_line_error(capsys):
+    argv = ["train", "--dataset", "synthetic", "--user", "full", "--item", "full", "--optimizer", "nope"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: Unknown --optimizer 'nope'") and "rowwise_adagrad" in err and "\n" not in err

@@ -102,6 +102,35 @@ def test_out_writes_report_md_and_png_plots(tmp_path, capsys):
         assert f"]({name})" in report
 
 
+def test_a_run_with_two_optimizers_reports_each_and_plots_a_panel_per_optimizer(tmp_path, capsys, raw, monkeypatch):
+    from analysis import plots
+
+    data = json.loads(json.dumps(raw))
+    variants = []
+    for bench in data["benchmarks"]:
+        info = bench["extra_info"]
+        if info["suite"] in ("memory", "train_step", "accuracy"):
+            info["optimizer"] = "adam"
+            other = json.loads(json.dumps(bench))
+            other["extra_info"].update(optimizer="rowwise_adagrad", case=info["case"] + "/rowwise_adagrad")
+            other["fullname"] = bench["fullname"][:-1] + "-rowwise_adagrad]"
+            variants.append(other)
+    data["benchmarks"] += variants
+    result = tmp_path / "two.json"
+    result.write_text(json.dumps(data))
+    panels = []
+    real_grid = plots._grid
+    monkeypatch.setattr(plots, "_grid", lambda count, **kw: panels.append(count) or real_grid(count, **kw))
+    code, out, _ = run(capsys, result, "--format", "markdown", "--out", tmp_path / "report")
+    assert code == 0 and "rowwise_adagrad" in out and "| optimizer" in out
+    # lookup, train_step with adam, train_step with rowwise_adagrad; the accuracy panels: a dataset per optimizer.
+    from analysis.load import load_results
+
+    fitted = load_results([FIXTURE]).query("suite == 'accuracy' and status == 'ok'").dropna(subset=["param_bytes"])
+    memory, mse, latency = panels
+    assert latency == 3 and mse == 2 * len(fitted.groupby(["dataset", "vocab_size"]))
+
+
 def test_compare_shows_old_new_and_deltas(tmp_path, capsys, raw):
     new = write_result(tmp_path / "new.json", raw, {MEMORY: {"params": 20356}, ACCURACY: {"val_mse": 0.82}})
     code, out, _ = run(capsys, "--compare", FIXTURE, new, "--format", "json")

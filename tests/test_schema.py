@@ -147,6 +147,35 @@ def test_field_accepts_values_of_its_type():
     assert schema.FIELD["val_mse_per_epoch"].accepts([1.0]) and schema.FIELD["val_mse_per_epoch"].accepts(None)
 
 
+def test_the_optimizer_and_estimate_fields():
+    trained = ("memory", "train_step", "accuracy")
+    assert schema.FIELD["optimizer"].suites == trained and "optimizer" in schema.KEY_FIELDS
+    state = schema.FIELD["optimizer_state_bytes"]
+    assert (state.suites, state.gate, state.unit, state.label) == (trained, "exact", "bytes", "opt. state MiB")
+    for phase in ("lookup", "train"):
+        estimate = schema.FIELD[f"estimated_peak_bytes_{phase}"]
+        assert estimate.suites == ("memory",) and estimate.gate is None and estimate.nullable
+        ratio = schema.FIELD[f"est_ratio_{phase}"]
+        assert ratio.origin == "derived" and ratio.label == f"est. ratio {phase}"
+        assert ratio.name in schema.REPORT_METRICS
+    assert "estimated_peak_bytes_train" not in schema.GATED_FIELDS and "optimizer_state_bytes" in schema.GATED_FIELDS
+
+
+def test_the_storage_fields_follow_membeds_storages():
+    storage = pytest.importorskip("membed.strategies.storage")
+    assert ("float32", *schema.STORED_DTYPES) == storage.STORAGES
+    for dtype in schema.STORED_DTYPES:
+        field = schema.FIELD[f"val_mse_{dtype}"]
+        assert field.suites == ("accuracy",) and field.label == f"val MSE {dtype}" and field.gate is None
+    assert schema.FIELD["val_mse_by_storage"].type == schema.FIELD["param_bytes_by_storage"].type == "dict"
+    assert schema.FIELD["val_mse_by_storage"].accepts({"float32": 0.9, "int8": 0.91})
+
+
+def test_the_default_optimizer_is_membeds_first():
+    optim = pytest.importorskip("membed.optim")
+    assert schema.DEFAULT_OPTIMIZER == optim.NAMES[0] == "adam"
+
+
 def test_the_report_reference_pairs_are_membeds():
     presets = pytest.importorskip("membed.presets")
     assert (presets.BASELINE.preset, presets.BASELINE.strategy) == (schema.BASELINE_PRESET, schema.BASELINE_STRATEGY)
@@ -274,6 +303,7 @@ def test_rules_come_from_the_gate_table_and_each_fields_treatment():
         ("params", "params_growth"),
         ("param_bytes", "bytes_growth"),
         ("index_bytes", "bytes_growth"),
+        ("optimizer_state_bytes", "bytes_growth"),
         ("peak_alloc_bytes_lookup", "peak_mem"),
         ("peak_rss_bytes_lookup", "peak_rss"),
         ("peak_alloc_bytes_train", "peak_mem"),

@@ -160,6 +160,31 @@ def test_admit_costs_the_case_and_applies_the_rules_in_order(monkeypatch):
     assert rules.admit(case.with_size(1000), 1000, rules=()).reason is None  # a suite without rules
 
 
+def test_another_optimizer_needs_trainable_weights_and_its_skip_is_no_projection():
+    int8 = grid.Case("memory", "quantized", "synthetic-zipf", 1000, 64, 4096, optimizer="rowwise_adagrad")
+    skipped = rules.admit(int8, 1000, rules=rules.TRAIN_RULES)
+    assert skipped.reason == ("invalid combination: quantized has no trainable weights (int8 tables): "
+                              "no train step for rowwise_adagrad to take")
+    assert skipped.sizes.params > 0 and not skipped.projected
+    # Its adam case measures the lookup (and no train phase); a trainable layer runs with any optimizer.
+    assert rules.admit(grid.Case("memory", "quantized", "synthetic-zipf", 1000, 64, 4096, optimizer="adam"), 1000,
+                       rules=rules.TRAIN_RULES).reason is None
+    assert rules.admit(grid.Case("memory", "qr", "synthetic-zipf", 1000, 64, 4096, optimizer="sgd"), 1000,
+                       rules=rules.TRAIN_RULES).reason is None
+    # The size rules come first, and theirs is a projection.
+    assert rules.admit(int8.with_size(10**8), 10**8, rules=rules.TRAIN_RULES).projected
+    assert grid.declaration("memory").rules == grid.declaration("train_step").rules == rules.TRAIN_RULES
+
+
+def test_the_optimizer_axis_is_the_last_of_the_suites_that_train():
+    from bench import axes as common
+
+    for name in ("memory", "train_step", "accuracy"):
+        assert grid.declaration(name).axes[-1] is common.optimizers, name
+    assert all(common.optimizers not in grid.declaration(name).axes for name in ("lookup", "gather", "blocks"))
+    assert common.optimizers(quick(optimizers=("sgd", "adam")), {}) == [{"optimizer": "sgd"}, {"optimizer": "adam"}]
+
+
 # ----- records ------------------------------------------------------------------------------------
 def test_a_record_holds_every_schema_field_and_refuses_any_other():
     case = grid.Case("lookup", "qr", "ml-100k", None, 64, 4096, side="users")
