@@ -11,8 +11,8 @@ Two kinds:
   3.15, BFC allocator, batch 4096, one eager step of an MSE loss, Zipf ids).
   `calibration.ratios()` gives measured / estimated for each; the constants
   were chosen (coordinate search) for the most ratios inside [0.8, 1.25]:
-  191 of 219 (87%), 134 of the 144 peaks above 20 MiB, all 54 above
-  100 MiB. The misses are peaks of 2-10 MiB, where the allocator's
+  191 of 219 (87%) then; 190 of 219, 131 of the 144 peaks above 20 MiB and
+  all 54 above 100 MiB since the adagrad rows were re-measured. The misses are peaks of 2-10 MiB, where the allocator's
   rounding of a single batch tensor (up to 2x a request, see
   `calibration`) is as large as the difference, and strategy-specific
   intermediates (TT's core products, ROBE's index arithmetic) that the
@@ -68,10 +68,9 @@ OPTIMIZERS: dict[str, OptimizerModel] = {
     for model in (
         OptimizerModel("adam", value_slots=2, row_slots=0, dense_slots=2, row_sparse=False),
         OptimizerModel("lazy_adam", value_slots=2, row_slots=0, dense_slots=2, row_sparse=True),
-        # membed's Adagrad starts its accumulators at 0.1: measured, its first step of
-        # `full` at V = 1e6 peaks at 735 MiB = table + accumulator + one more table.
-        OptimizerModel("adagrad", value_slots=1, row_slots=0, dense_slots=1, row_sparse=True,
-                       slot_init_copies=1.0),
+        # membed's Adagrad fills its accumulators (0.1) in place (membed.optim's Fill): its
+        # first step of `full` at V = 1e7 peaks at 4,886 MiB = table + accumulator + batch.
+        OptimizerModel("adagrad", value_slots=1, row_slots=0, dense_slots=1, row_sparse=True),
         OptimizerModel("rowwise_adagrad", value_slots=0, row_slots=1, dense_slots=1, row_sparse=True),
         OptimizerModel("sgd", value_slots=0, row_slots=0, dense_slots=0, row_sparse=True),
     )
