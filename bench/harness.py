@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -23,6 +24,20 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_MOVIELENS = ROOT.parent / "shared" / "data" / "movielens"
+# Batches one amortised call loops over (`Harness.time_amortised`). Measured here
+# (2 cores shared with other jobs, batch 4096 x dim 64, tf 2.21): the per-call
+# floor (a tf.function that returns its input) is 140-400 us with the load; the
+# gather in `steps.amortised`'s loop costs ~90 us per batch at V = 1e3 (its least
+# work) and ~180 us at 1e6. Floor / gather call at 1e3: 16% with 16 batches; with
+# 32, over the quick profile's 96 lookup cases (floor median 382 us): median 4.7%,
+# at most 8.8%. 64 would double the time of the slow strategies' cases (dhe:
+# ~10 ms per batch) for a few percent. Each record's `amortised_floor_share` says
+# what that case got.
+AMORTISED_BATCHES = 32
+# The largest bare-gather table that `np.take` gets a NumPy copy of (1e6 x 64 float32 is 244 MiB).
+NUMPY_COPY_MAX_BYTES = 512 << 20
+# Timed rounds of an amortised timing, after one that traces and warms up the loops on one batch.
+AMORTISED_ROUNDS = 3
 
 
 class Harness:
@@ -31,7 +46,7 @@ class Harness:
     def __init__(self, selection: grid.Selection):
         self.selection = selection
         self.profile = selection.profile
-        self._reference = None  # (key, bare gather, its rows) of the last paired case
+        self._reference: Reference | None = None  # the bare gather of the last paired case
         self._planted = None
 
     # -- datasets
@@ -129,19 +144,29 @@ class Harness:
     # -- the bare-gather reference
     def gather_function(self, source: DatasetIds, dim: int):
         """(tf.function gathering from a full float32 table, its rows, a fresh-batch setup)."""
-        import tensorflow as tf
-
-        rows = rules.gather_rows(source.vocab_size, dim)
-        table = tf.random.uniform((rows, dim), seed=grid.SEED)
-        gather = tf.function(lambda ids: tf.gather(table, ids))
+        table, rows = self._gather_table(source, dim)
+        gather = self._gather_of(table)
         draw = self.batches(source, self.profile.batch_size)
 
         def setup():
             (ids,), _ = draw()
-            # A capped table (V too large to hold) serves the same ids folded into its rows.
-            return ((ids % rows) if rows < source.vocab_size else ids,), {}
+            return (fold(ids, rows, source.vocab_size),), {}
 
         return gather, rows, setup
+
+    @staticmethod
+    def _gather_table(source: DatasetIds, dim: int):
+        """(the bare gather's float32 table, its rows): V rows, or the largest power of ten that fits."""
+        import tensorflow as tf
+
+        rows = rules.gather_rows(source.vocab_size, dim)
+        return tf.random.uniform((rows, dim), seed=grid.SEED), rows
+
+    @staticmethod
+    def _gather_of(table):
+        import tensorflow as tf
+
+        return tf.function(lambda ids: tf.gather(table, ids))
 
     def time_against_gather(self, benchmark, function: Callable, setup: Callable,
                             source: DatasetIds, dim: int) -> float:
@@ -151,39 +176,195 @@ class Harness:
         is timed on that round's ids, so both medians come from the same
         minute of the run and the same batches. (Timing every gather row
         first and the cases later let the machine's drift into the ratio.)
+        `time_paired` returns this ratio with the other numbers of the same rounds.
         """
-        gather, rows = self._reference_gather(source, dim)
-        samples: list[float] = []
+        return self.time_paired(benchmark, function, setup, source, dim).gather_ratio
+
+    def time_paired(self, benchmark, function: Callable, setup: Callable,
+                    source: DatasetIds, dim: int) -> Pairing:
+        """Times `function` like `time`, with three references timed before each round on that round's ids.
+
+        In pytest-benchmark's untimed setup of each round: the bare
+        `tf.gather` (as `time_against_gather`), `np.take` on a NumPy copy of
+        the same table, and a `tf.function` that returns its input (TensorFlow's
+        per-call floor). Returns the `Pairing` of the timed rounds.
+
+        Example:
+            >>> pairing = harness.time_paired(benchmark, lookup, harness.batches(source, 4096), source, 64)
+            >>> record.update(pairing.as_record())
+        """
+        reference = self._reference_for(source, dim)
+        gathers: list[float] = []
+        takes: list[float] = []
+        floors: list[float] = []
+        batch_sizes: list[int] = []
 
         def paired_setup():
             args, kwargs = setup()
             ids = args[0]
-            # A capped table (V too large to hold) serves the same ids folded into its rows.
-            folded = (ids % rows) if rows < source.vocab_size else ids
+            folded = fold(ids, reference.rows, source.vocab_size)
+            folded_numpy = folded.numpy()
+            batch_sizes.append(int(folded_numpy.shape[0]))
             start = time.perf_counter()
-            gather(folded)
-            samples.append(time.perf_counter() - start)
+            reference.gather(folded)
+            gathers.append(time.perf_counter() - start)
+            if reference.numpy_table is not None:
+                start = time.perf_counter()
+                np.take(reference.numpy_table, folded_numpy, axis=0)
+                takes.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            reference.identity(folded)
+            floors.append(time.perf_counter() - start)
             return args, kwargs
 
         median = self.time(benchmark, function, paired_setup)
-        timed = samples[-int(benchmark.stats.stats.rounds):]  # the rounds after the warm-up
-        return median / float(np.median(timed))
+        rounds = int(benchmark.stats.stats.rounds)
+        timed = [float(value) for value in benchmark.stats.stats.data[-rounds:]]
+        gathers, takes, floors = gathers[-rounds:], takes[-rounds:], floors[-rounds:]  # after the warm-up
+        return Pairing(
+            gather_ratio=median / float(np.median(gathers)),
+            floor_ratio=median / float(np.median(takes)) if takes else None,
+            ns_per_id=median * 1e9 / batch_sizes[-1],
+            call_floor_ns=float(np.median(floors)) * 1e9,
+            gather_ratio_rounds=[case / gather for case, gather in zip(timed, gathers)],
+        )
 
-    def _reference_gather(self, source: DatasetIds, dim: int):
-        """(bare-gather function, its table rows) for `source`; one table is kept, for consecutive cases."""
+    def time_amortised(self, step: Callable, source: DatasetIds, dim: int, batch_size: int,
+                       batches: int = AMORTISED_BATCHES) -> dict:
+        """Times `step` and the bare gather `batches` batches per call (`steps.amortised`), alternately.
+
+        Each round stacks `batches` fresh batches (untimed), then times one
+        call of the gather loop and one of `step`'s loop on them, in
+        alternating order, after a warm-up that traces both loops and runs
+        them over one batch. Returns
+        the record's `amortised_*` fields: `amortised_gather_ratio` (median
+        over median), `amortised_ns_per_id` (the median call over its ids),
+        `amortised_batches`, and `amortised_floor_share` (the per-call floor,
+        timed right after, over the gather loop's median call).
+
+        Args:
+            step: ids -> output; best the case's `tf.function` already traced
+                on a batch (`steps.compiled_lookup`): the loop then calls its
+                graph and traces in a fraction of the time a loop over the
+                bare layer takes (1.2 s against 1.9 s for the 12 strategies).
+            source, dim: the case's ids and dim, which pick the bare gather's table.
+            batch_size: ids per batch.
+            batches: batches per call.
+
+        Example:
+            >>> lookup = steps.compiled_lookup(layer)
+            >>> harness.time_paired(benchmark, lookup, harness.batches(source, 4096), source, 64)
+            >>> record.update(harness.time_amortised(lookup, source, 64, 4096))
+        """
+        import tensorflow as tf
+
+        reference = self._reference_for(source, dim)
+        if batches not in reference.gather_loops:
+            reference.gather_loops[batches] = steps.amortised(reference.gather, batches)
+        gather_loop = reference.gather_loops[batches]
+        loop = steps.amortised(step, batches)
+        # Seeds apart from the benchmark's rounds (`batches` counts from 1): fresh ids, still reproducible.
+        seeds = iter(range(1 << 40, 1 << 41))
+        gathers: list[float] = []
+        timed: list[float] = []
+        for round_index in range(AMORTISED_ROUNDS + 1):
+            stacked = tf.constant(np.stack([source.sample(batch_size, next(seeds)) for _ in range(batches)]))
+            pair = ((gather_loop, fold(stacked, reference.rows, source.vocab_size), gathers), (loop, stacked, timed))
+            if round_index == 0:  # traces and warms up both loops on one batch; untimed
+                for function, ids, _ in pair:
+                    function(ids, 1)
+                continue
+            # Which of the two runs first alternates, so neither always finds the other's data in the caches.
+            for function, ids, samples in pair[::-1] if round_index % 2 else pair:
+                start = time.perf_counter()
+                function(ids)
+                samples.append(time.perf_counter() - start)
+        gather, median = float(np.median(gathers)), float(np.median(timed))
+        floor = measure_call_floor(reference.identity, stacked)
+        return {"amortised_gather_ratio": median / gather,
+                "amortised_ns_per_id": median * 1e9 / (batches * batch_size),
+                "amortised_batches": batches,
+                "amortised_floor_share": floor / gather}
+
+    def _reference_for(self, source: DatasetIds, dim: int) -> Reference:
+        """The bare-gather `Reference` for `source`; one table is kept, for consecutive cases."""
         key = (source.dataset, source.side, source.vocab_size, dim)
-        if self._reference is None or self._reference[0] != key:
+        if self._reference is None or self._reference.key != key:
             self.drop_reference()
-            gather, rows, _ = self.gather_function(source, dim)
-            self._reference = (key, gather, rows)
-        return self._reference[1], self._reference[2]
+            table, rows = self._gather_table(source, dim)
+            self._reference = Reference(key, rows, table, self._gather_of(table))
+        return self._reference
 
     def drop_reference(self) -> None:
         """Frees the kept bare-gather table."""
         if self._reference is not None:
-            key, _, rows = self._reference
+            reference = self._reference
             self._reference = None
-            release_memory(4 * rows * key[3])
+            release_memory(4 * reference.rows * reference.key[3])
+
+
+def measure_call_floor(identity: Callable, ids, calls: int = 5) -> float:
+    """The median seconds of `calls` calls of a traced `tf.function` that returns its input."""
+    identity(ids)
+    samples = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        identity(ids)
+        samples.append(time.perf_counter() - start)
+    return float(np.median(samples))
+
+
+def fold(ids, rows: int, vocab_size: int):
+    """A capped gather table (V too large to hold) serves the same ids folded into its rows."""
+    return (ids % rows) if rows < vocab_size else ids
+
+
+@dataclass(frozen=True)
+class Pairing:
+    """What `Harness.time_paired` measured: the case against its references, in the same rounds.
+
+    Args:
+        gather_ratio: the case's median / the bare tf.gather's median.
+        floor_ratio: the case's median / the median of `np.take` on the same table and ids; None when the
+            table is above `NUMPY_COPY_MAX_BYTES`.
+        ns_per_id: the case's median / its batch size, in nanoseconds.
+        call_floor_ns: the median of a `tf.function` that returns its input, in nanoseconds.
+        gather_ratio_rounds: each timed round's case time / the same round's gather time.
+    """
+
+    gather_ratio: float
+    floor_ratio: float | None
+    ns_per_id: float
+    call_floor_ns: float
+    gather_ratio_rounds: list[float]
+
+    def as_record(self) -> dict:
+        """The record fields (`analysis.schema`) of this pairing."""
+        return {field: getattr(self, field) for field in self.__dataclass_fields__}
+
+
+class Reference:
+    """The bare-gather table of consecutive paired cases, with what is timed against it.
+
+    Args:
+        key: (dataset, side, vocab_size, dim) of the cases it serves.
+        rows: the table's rows (V, or fewer when V rows do not fit; ids are folded).
+        table: the float32 tf table.
+        gather: `tf.function` gathering from it.
+    """
+
+    def __init__(self, key: tuple, rows: int, table, gather: Callable):
+        import tensorflow as tf
+
+        self.key = key
+        self.rows = rows
+        self.table = table
+        self.gather = gather
+        # `.numpy()` copies; above the cap the copy is not held and `floor_ratio` is null.
+        small = 4 * rows * key[3] <= NUMPY_COPY_MAX_BYTES
+        self.numpy_table = table.numpy() if small else None
+        self.identity = tf.function(lambda ids: ids)
+        self.gather_loops: dict[int, Callable] = {}
 
 
 # A case that held at least this many bytes of tables is collected right after it.

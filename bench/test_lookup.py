@@ -6,7 +6,12 @@ suites); when V rows do not fit in memory the table has the largest power of
 ten of rows that does, ids folded into it, and the row's
 `options.table_rows` says how many. Each lookup case records `gather_ratio`:
 its median over the median of the same bare gather timed before each of its
-rounds, on that round's ids (`Harness.time_against_gather`).
+rounds, on that round's ids (`Harness.time_paired`), and from the same rounds
+`floor_ratio` (against `np.take` on a NumPy copy of the gather's table),
+`ns_per_id`, `call_floor_ns` (a `tf.function` returning its input) and
+`gather_ratio_rounds`. Then `Harness.time_amortised` times the layer and the
+gather `harness.AMORTISED_BATCHES` batches per call, so TensorFlow's per-call
+cost is a few percent of a call: `amortised_gather_ratio`, `amortised_ns_per_id`.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ def test_lookup(benchmark, case: grid.Case, harness, record: dict) -> None:
     source = harness.source(case)
     harness.admit(case, record, source.vocab_size)
     layer = harness.build_layer(case, source, record)
-    record["gather_ratio"] = harness.time_against_gather(
-        benchmark, steps.compiled_lookup(layer), harness.batches(source, case.batch_size), source, case.dim
-    )
+    lookup = steps.compiled_lookup(layer)
+    pairing = harness.time_paired(benchmark, lookup, harness.batches(source, case.batch_size), source, case.dim)
+    record.update(pairing.as_record())
+    record.update(harness.time_amortised(lookup, source, case.dim, case.batch_size))

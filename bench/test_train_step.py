@@ -6,6 +6,8 @@ ids; the others are `membed.optim`'s, their ids ending in `/<optimizer>`.
 `gather_ratio` is relative to the bare `tf.gather` of the lookup suite (same
 ids, same session), not to a full-table training step: the `full` strategy's
 own train_step row is that, and the ratio of two rows is left to the report.
+The same rounds give `floor_ratio`, `ns_per_id`, `call_floor_ns` and
+`gather_ratio_rounds` (`Harness.time_paired`); the step is not amortised.
 `optimizer_state_bytes` is read from the optimizer's slots after the timed
 rounds. A layer without trainable weights skips.
 """
@@ -31,7 +33,8 @@ def test_train_step(benchmark, case: grid.Case, harness, record: dict) -> None:
         step = steps.compiled_train_step(layer, optimizer=optimizer)
     except ValueError as error:
         pytest.skip(f"invalid combination: {error}")
-    record["gather_ratio"] = harness.time_against_gather(
+    pairing = harness.time_paired(
         benchmark, step, harness.batches(source, case.batch_size, dim=case.dim), source, case.dim
     )
+    record.update(pairing.as_record())
     record["optimizer_state_bytes"] = steps.optimizer_state_bytes(optimizer)
