@@ -57,6 +57,32 @@ def deltas(
     return long.reset_index(drop=True)
 
 
+def attach_noise(
+    long: pd.DataFrame, baseline: pd.DataFrame, suffix: str, keys: Sequence[str] = ("case",)
+) -> pd.DataFrame:
+    """`deltas`' long frame plus a `noise` column: the baseline's `<field><suffix>` value per key, NaN where none.
+
+    Args:
+        long: a frame from `deltas`.
+        baseline: the frame `long` took its baseline side from.
+        suffix: names the noise column of a field in `baseline` (`_noise`: `gather_ratio_noise`).
+        keys: the columns `long` was matched on.
+
+    Example:
+        >>> long = deltas(pd.DataFrame({"case": ["a"], "x": [2.0]}), pd.DataFrame({"case": ["a"], "x": [3.0]}), ["x"])
+        >>> attach_noise(long, pd.DataFrame({"case": ["a"], "x": [2.0], "x_noise": [0.1]}), "_noise")["noise"].tolist()
+        [0.1]
+    """
+    keys = list(keys)
+    noise_columns = {f"{field}{suffix}": field for field in long["field"].unique() if f"{field}{suffix}" in baseline}
+    if not noise_columns:
+        return long.assign(noise=np.nan)
+    noise = baseline[keys + list(noise_columns)].rename(columns=noise_columns)
+    noise = noise.melt(id_vars=keys, var_name="field", value_name="noise")
+    noise["noise"] = pd.to_numeric(noise["noise"], errors="coerce").astype("float64")
+    return long.merge(noise.drop_duplicates([*keys, "field"]), on=[*keys, "field"], how="left", sort=False)
+
+
 def compare_frame(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     """Deltas of every suite-table metric between two runs, one row per (case, metric), with `suite`.
 

@@ -11,7 +11,10 @@ parentheses, the code's values for keys the table leaves out):
   `peak_rss_abs_mib` (peak RSS) (1 MiB each), so that allocator noise on tiny
   tables does not fail the gate;
 - its gather_ratio (the suite's median over the bare gather's) grew by more than
-  `gather_ratio_rel` (30%);
+  max(`ratio_floor_rel`, `ratio_noise_k` x its noise) (10%, 3), its noise being
+  the relative 95% half-width of its median ratio that the baseline stored
+  (`analysis.baseline.with_noise`); by more than `gather_ratio_rel` (30%) where
+  the baseline stored none;
 - its final val MSE grew by more than `val_mse_abs` (0.01);
 - it is ok in the baseline and missing, failed or skipped in the result
   (`missing_fails`), although the result's run selected its test.
@@ -46,12 +49,13 @@ from analysis.baseline import (
     DEFAULT_BASELINE,
     GATED_FIELDS,
     INT_FIELDS,
+    NOISE_SUFFIX,
     baseline_document,
     baseline_frame,
     load_baseline,
     write_baseline,
 )
-from analysis.compare import deltas
+from analysis.compare import attach_noise, deltas
 from analysis.load import ResultError
 from analysis.rules import FINDING_COLUMNS, GateRules, Rule, apply_rules, rules_for
 from analysis.schema import PEAK_FIELDS
@@ -182,8 +186,12 @@ class GateOutcome:
 
 
 def gate_deltas(result: pd.DataFrame, baseline: pd.DataFrame) -> pd.DataFrame:
-    """The long deltas frame of the gated fields: result (its ok cases) against the baseline, by case."""
-    return deltas(baseline, baseline_frame(result), GATED_FIELDS)
+    """The long deltas frame of the gated fields: result (its ok cases) against the baseline, by case.
+
+    Column `noise` holds the noise the baseline stored for a case's ratio (NaN elsewhere), which
+    `analysis.rules.NoiseRule` sets the case's limit from.
+    """
+    return attach_noise(deltas(baseline, baseline_frame(result), GATED_FIELDS), baseline, NOISE_SUFFIX)
 
 
 def compare(result: pd.DataFrame, baseline: pd.DataFrame, rules: GateRules) -> pd.DataFrame:

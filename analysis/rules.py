@@ -7,7 +7,11 @@ field that `analysis.schema` gives a gate treatment:
 - `exact`: `DifferenceRule` on params (`params_growth`) or on bytes (`bytes_growth`);
 - `peak`, `peak_rss`: `PeakRule`, growth past `peak_mem_rel` AND past
   `peak_mem_abs_mib` (allocator peaks) or `peak_rss_abs_mib` (peak RSS);
-- `ratio`: `PercentageRule`, growth past `gather_ratio_rel` of the baseline;
+- `ratio`: `NoiseRule`, growth past max(`ratio_floor_rel`, `ratio_noise_k` x the
+  case's noise) of the baseline, the noise being the one `analysis.baseline`
+  stored with the case (a relative 95% half-width of its median ratio); a
+  baseline case without noise (a file written before noise was stored) falls
+  back to `gather_ratio_rel`;
 - `accuracy`: `DifferenceRule` past `val_mse_abs`.
 
 A rule reads the long frame of `analysis.compare.deltas` (case, field,
@@ -42,7 +46,12 @@ class GateRules:
             absolute one, fails.
         peak_mem_abs_mib: absolute growth of an allocator peak, in MiB.
         peak_rss_abs_mib: absolute growth of a peak RSS, in MiB.
-        gather_ratio_rel: relative growth of gather_ratio that fails.
+        gather_ratio_rel: relative growth of a ratio that fails where the
+            baseline stored no noise for the case.
+        ratio_floor_rel: the least relative growth of a ratio that fails, however
+            quiet the case.
+        ratio_noise_k: a ratio fails past this many times its case's stored noise
+            (above the floor).
         val_mse_abs: absolute growth of the final val MSE that fails.
         missing_fails: whether a baseline case missing or failed in the result fails.
 
@@ -57,6 +66,8 @@ class GateRules:
     peak_mem_abs_mib: float = 1.0
     peak_rss_abs_mib: float = 1.0
     gather_ratio_rel: float = 0.30
+    ratio_floor_rel: float = 0.10
+    ratio_noise_k: float = 3.0
     val_mse_abs: float = 0.01
     missing_fails: bool = True
 
@@ -101,6 +112,14 @@ class Rule:
         """How a regression's limit reads, e.g. `> +10% and > +16 MiB`."""
         raise NotImplementedError
 
+    def row_limits(self, rows: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series]:
+        """(allowed growth, limit text, rule name) for each row of `rows`; one limit for all by default.
+
+        A rule whose limit differs case by case (`NoiseRule`) overrides this.
+        """
+        allowed = self.allowed(rows["baseline"])
+        return allowed, pd.Series(self.limit, index=rows.index), pd.Series(self.name, index=rows.index)
+
     def findings(self, deltas: pd.DataFrame) -> pd.DataFrame:
         """The rows of `deltas` (of any field) where this rule's field moved past the limit, with `kind`.
 
@@ -108,12 +127,12 @@ class Rule:
         `improvement`; a row missing either side is neither.
         """
         rows = deltas[deltas["field"] == self.field]
-        allowed = self.allowed(rows["baseline"])
+        allowed, limits, names = self.row_limits(rows)
         parts = []
         for kind, hit in (("regression", rows["delta"] > allowed), ("improvement", -rows["delta"] > allowed)):
             if hit.any():
-                limit = self.limit if kind == "regression" else self.limit.replace("> +", "< -")
-                parts.append(rows[hit].assign(rule=self.name, limit=limit, kind=kind))
+                limit = limits[hit] if kind == "regression" else limits[hit].str.replace("> +", "< -", regex=False)
+                parts.append(rows[hit].assign(rule=names[hit], limit=limit, kind=kind))
         if not parts:
             return pd.DataFrame(columns=[*FINDING_COLUMNS, "kind"])
         return pd.concat(parts).reindex(columns=[*FINDING_COLUMNS, "kind"])
@@ -146,6 +165,42 @@ class PercentageRule(Rule):
     @property
     def limit(self) -> str:
         return f"> +{self.fraction:.0%}"
+
+
+@dataclass(frozen=True)
+class NoiseRule(PercentageRule):
+    """Fails past max(`floor`, `k` x noise) of the baseline, the noise being each case's own.
+
+    The deltas frame's `noise` column holds the case's relative noise as the
+    baseline stored it (`analysis.baseline.with_noise`); where it is missing
+    (an older baseline, a case without rounds), `fraction` is the limit, as for
+    a `PercentageRule`. A finding's `rule` says which limit was in force:
+    `ratio_noise_k`, or this rule's `name`.
+
+    Example:
+        >>> rule = NoiseRule("gather_ratio_rel", "gather_ratio", fraction=1.0, floor=0.1, k=3.0)
+        >>> rows = pd.DataFrame({"baseline": [2.0, 2.0], "noise": [0.05, float("nan")]})
+        >>> [round(v, 6) for v in rule.row_limits(rows)[0]]
+        [0.3, 2.0]
+    """
+
+    floor: float = 0.0
+    k: float = 0.0
+    noise_name: str = "ratio_noise_k"
+
+    def row_limits(self, rows: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series]:
+        fallback, limits, names = super().row_limits(rows)
+        noise = rows["noise"] if "noise" in rows else pd.Series(np.nan, index=rows.index)
+        noise = pd.to_numeric(noise, errors="coerce").astype("float64")
+        has_noise = noise.notna()
+        relative = np.maximum(self.floor, self.k * noise)
+        allowed = fallback.where(~has_noise, rows["baseline"].abs() * relative)
+        for index in rows.index[has_noise]:
+            limits[index] = (
+                f"> +{relative[index]:.1%} (max of {self.floor:.0%} and {self.k:g} x noise {noise[index]:.1%})"
+            )
+            names[index] = self.noise_name
+        return allowed, limits, names
 
 
 @dataclass(frozen=True)
@@ -188,7 +243,13 @@ def rule_for(field: schema.Field, limits: GateRules) -> Rule:
     if treatment == "peak_rss":
         return PeakRule("peak_rss", field.name, fraction=limits.peak_mem_rel, floor_mib=limits.peak_rss_abs_mib)
     if treatment == "ratio":
-        return PercentageRule("gather_ratio_rel", field.name, fraction=limits.gather_ratio_rel)
+        return NoiseRule(
+            "gather_ratio_rel",
+            field.name,
+            fraction=limits.gather_ratio_rel,
+            floor=limits.ratio_floor_rel,
+            k=limits.ratio_noise_k,
+        )
     if treatment == "accuracy":
         return DifferenceRule("val_mse_abs", field.name, threshold=limits.val_mse_abs)
     valid = ", ".join(schema.GATE_TREATMENTS)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
+from analysis import baseline as baseline_file
 from analysis import gate
 from analysis.gate import GateRules
+from analysis.rules import NoiseRule
 from analysis.load import ResultError, load_results
 
 FIXTURE = Path(__file__).parent / "fixtures" / "result_small.json"
@@ -258,3 +262,124 @@ def test_a_skipped_case_under_another_id_is_found_by_its_node_id(result, baselin
     outcome = gate.check(renamed, baseline, GateRules(), selected=set(renamed["fullname"].dropna()))
     assert findings(outcome, "regression") == [(LOOKUP, "status")]
     assert outcome.regressions["limit"].iloc[0] == "skipped: ml-1m not available"
+
+
+# --- per-case noise: stored with the baseline, setting each ratio's limit ------------
+
+NOISY = GateRules(gather_ratio_rel=1.0, ratio_floor_rel=0.10, ratio_noise_k=3.0)
+
+
+@pytest.fixture(scope="module")
+def noisy_baseline(result) -> pd.DataFrame:
+    """The fixture's baseline with its noise: every ratio case has IQR / median = 0.1 over 20 rounds."""
+    return gate.baseline_frame(baseline_file.with_noise(result))
+
+
+def test_median_interval_takes_the_order_statistics_that_cover_95_percent():
+    assert baseline_file.median_interval(list(range(20, 0, -1))) == (6, 15)
+    assert baseline_file.median_interval(list(range(1, 11))) == (2, 9)
+    # Five rounds cannot give 95%: the whole range is the best there is.
+    assert baseline_file.median_interval([5, 1, 3, 2, 4]) == (1, 5)
+    with pytest.raises(ValueError, match="no values"):
+        baseline_file.median_interval([])
+
+
+def test_noise_from_rounds_and_from_stats():
+    assert baseline_file.rounds_noise([1.0] * 20) == 0.0
+    assert baseline_file.rounds_noise([1.0, 1.1, 0.9, 1.0, 1.0, 1.05, 0.95] * 3) == pytest.approx(0.05)
+    assert np.isnan(baseline_file.rounds_noise([1.0, 1.1]))  # too few rounds to say
+    assert baseline_file.stats_noise(0.1, 1.0, 20) == pytest.approx(1.96 * 1.2533 / 1.349 * 0.1 / 20**0.5, rel=1e-3)
+    assert np.isnan(baseline_file.stats_noise(None, 1.0, 20)) and np.isnan(baseline_file.stats_noise(0.1, 0.0, 20))
+
+
+def test_with_noise_prefers_the_per_round_ratios(result):
+    framed = result.copy()
+    framed["gather_ratio_rounds"] = None
+    mask = framed["case"] == LOOKUP
+    framed.loc[mask, "gather_ratio_rounds"] = pd.Series([[2.0] * 10 + [2.2] * 10], index=framed.index[mask])
+    noisy = baseline_file.with_noise(framed)
+    assert noisy.loc[mask, "gather_ratio_noise"].iloc[0] == pytest.approx(0.2 / 2 / 2.1)
+    # Others fall back to the stats (IQR / median = 0.1, 20 rounds); cases without a ratio get none.
+    other = noisy["case"] == "lookup/full/synthetic-zipf/1000/32"
+    assert noisy.loc[other, "gather_ratio_noise"].iloc[0] == pytest.approx(baseline_file.stats_noise(0.1, 1.0, 20))
+    assert noisy.loc[noisy["case"] == SMALL, "gather_ratio_noise"].isna().all()
+
+
+def test_the_baseline_file_stores_the_noise_and_reads_it_back(tmp_path, result):
+    path = tmp_path / "baseline.json"
+    gate.write_baseline(result, path)
+    entry = json.loads(path.read_text())["cases"][LOOKUP]
+    assert entry["gather_ratio_noise"] == pytest.approx(baseline_file.stats_noise(0.1, 1.0, 20), rel=1e-5)
+    loaded = gate.load_baseline(path)
+    stored = loaded.loc[loaded["case"] == LOOKUP, "gather_ratio_noise"].iloc[0]
+    assert stored == pytest.approx(entry["gather_ratio_noise"])
+    # A result file serving as the baseline has the same noise.
+    as_result = gate.load_baseline(FIXTURE)
+    assert as_result.loc[as_result["case"] == LOOKUP, "gather_ratio_noise"].iloc[0] == pytest.approx(
+        entry["gather_ratio_noise"], rel=1e-5
+    )
+
+
+def test_a_ratio_past_k_times_its_noise_fails_and_names_the_case(result, noisy_baseline):
+    noise = baseline_file.stats_noise(0.1, 1.0, 20)  # 4.1%: 3 x noise = 12.2%, above the 10% floor
+    outcome = gate.check(doctored(result, LOOKUP, "gather_ratio", lambda v: v * (1 + 3 * noise + 0.01)),
+                         noisy_baseline, NOISY)
+    assert findings(outcome, "regression") == [(LOOKUP, "gather_ratio")]
+    assert outcome.regressions["rule"].tolist() == ["ratio_noise_k"]
+    assert outcome.regressions["limit"].iloc[0] == "> +12.2% (max of 10% and 3 x noise 4.1%)"
+    # Under the limit: silent, although far past nothing; the mirrored drop is an improvement.
+    assert gate.check(doctored(result, LOOKUP, "gather_ratio", lambda v: v * (1 + 3 * noise - 0.01)),
+                      noisy_baseline, NOISY).regressions.empty
+    faster = gate.check(doctored(result, LOOKUP, "gather_ratio", lambda v: v * 0.8), noisy_baseline, NOISY)
+    assert faster.passed and findings(faster, "improvement") == [(LOOKUP, "gather_ratio")]
+
+
+def test_the_floor_holds_for_a_quiet_case_and_k_scales_the_limit(result, noisy_baseline):
+    quiet = noisy_baseline.assign(gather_ratio_noise=noisy_baseline["gather_ratio_noise"] * 0.01)
+    grown = doctored(result, LOOKUP, "gather_ratio", lambda v: v * 1.09)
+    assert gate.check(grown, quiet, NOISY).passed  # 9% < the 10% floor
+    assert not gate.check(doctored(result, LOOKUP, "gather_ratio", lambda v: v * 1.11), quiet, NOISY).passed
+    wide = dataclasses.replace(NOISY, ratio_noise_k=6.0)  # 6 x 4.1% = 24%
+    slower = doctored(result, LOOKUP, "gather_ratio", lambda v: v * 1.2)
+    assert not gate.check(slower, noisy_baseline, NOISY).passed and gate.check(slower, noisy_baseline, wide).passed
+
+
+def test_an_old_baseline_without_noise_falls_back_to_the_constant(result, baseline):
+    assert "gather_ratio_noise" not in baseline or baseline["gather_ratio_noise"].isna().all()
+    slower = doctored(result, LOOKUP, "gather_ratio", lambda v: v * 1.5)
+    assert gate.check(slower, baseline, NOISY).passed  # 50% < gather_ratio_rel = 100%
+    outcome = gate.check(doctored(result, LOOKUP, "gather_ratio", lambda v: v * 2.1), baseline, NOISY)
+    assert outcome.regressions[["case", "rule", "limit"]].values.tolist() == [[LOOKUP, "gather_ratio_rel", "> +100%"]]
+
+
+def test_noise_rule_limits_per_row():
+    rule = NoiseRule("gather_ratio_rel", "gather_ratio", fraction=1.0, floor=0.1, k=3.0)
+    rows = pd.DataFrame({"baseline": [2.0, 2.0, 4.0], "noise": [0.01, 0.05, np.nan]})
+    allowed, limits, names = rule.row_limits(rows)
+    assert allowed.tolist() == pytest.approx([0.2, 0.3, 4.0])
+    assert names.tolist() == ["ratio_noise_k", "ratio_noise_k", "gather_ratio_rel"]
+    assert limits.tolist()[2] == "> +100%"
+
+
+def test_the_gate_table_takes_the_noise_keys(tmp_path):
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text("[tool.membed.gate]\nratio_floor_rel = 0.15\nratio_noise_k = 4\n")
+    rules = gate.rules_from_pyproject(pyproject)
+    assert (rules.ratio_floor_rel, rules.ratio_noise_k) == (0.15, 4.0)
+    pyproject.write_text("[tool.membed.gate]\nratio_noise_k = -1\n")
+    with pytest.raises(ResultError, match="`ratio_noise_k` must be a number >= 0, got -1"):
+        gate.rules_from_pyproject(pyproject)
+
+
+def test_several_runs_raise_each_cases_noise_to_their_spread(result):
+    again = result.copy()
+    mask = again["case"] == LOOKUP
+    again.loc[mask, "gather_ratio"] *= 1.5  # the same code, a run 50% apart on this case
+    both = baseline_file.with_noise(pd.concat([result, again], ignore_index=True))
+    last = gate.baseline_frame(both).set_index("case")
+    ratios = [result.loc[mask, "gather_ratio"].iloc[0], again.loc[mask, "gather_ratio"].iloc[0]]
+    assert last.at[LOOKUP, "gather_ratio_noise"] == pytest.approx((ratios[1] - ratios[0]) / 2 / np.median(ratios))
+    # A case that did not move keeps its in-run noise.
+    assert last.at["lookup/full/synthetic-zipf/1000/32", "gather_ratio_noise"] == pytest.approx(
+        baseline_file.stats_noise(0.1, 1.0, 20)
+    )

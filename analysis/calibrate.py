@@ -1,0 +1,372 @@
+"""`python -m analysis.calibrate`: how often the gate cries wolf, and how often it catches a planted change.
+
+Trials, each one `analysis.gate.check` of a doctored copy of a result against a
+baseline (by default the baseline `--update-baseline` would write from that
+result, noise included; `--baseline FILE` to use another):
+
+- identical code: the result itself, and each `--against` run of the same code,
+  in both directions; every regression is a false alarm;
+- a planted slowdown: a copy in which ONE lookup case is X% slower (every round,
+  its stats, its ratios: `slowed`), for X in `SLOWDOWNS`, over `--cases` lookup
+  cases drawn with `--seed`; a trial counts as caught when the gate names that
+  case's ratio;
+- a planted +5% peak memory (at least 8 MiB) and +1 parameter on memory cases.
+
+With `--against`, a sweep follows: the same false alarms and the share of
+lookup cases each slowdown would be flagged on, under other floors and k.
+
+Missing cases are left out of the count (`missing_fails` off): two runs that
+hold different cases measure the gate's rules, not their coverage.
+
+Example:
+    python -m analysis.calibrate out/quick.json --out reports/calibration.md
+    python -m analysis.calibrate out/quick.json --against /tmp/quick_again.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis import gate, schema
+from analysis.baseline import NOISE_SUFFIX, RATIO_FIELDS, ROUNDS_SUFFIX, with_noise
+from analysis.load import ResultError, frame_of, read_result, rows_of
+
+SLOWDOWNS = (0.10, 0.20, 0.25, 0.50)
+PEAK_GROWTH = 0.05
+PEAK_MIN_BYTES = 8 * schema.MIB
+PEAK_FIELD = "peak_alloc_bytes_train"
+TRIAL_CASES = 10
+SEED = 0
+# pytest-benchmark stats that are times (scale with a slowdown); `ops` is their inverse.
+TIME_STATS = ("min", "max", "mean", "median", "q1", "q3", "iqr", "stddev", "ld15iqr", "hd15iqr", "total")
+# Per-case timings a suite may record besides its ratios; each scales with a slowdown where present.
+TIME_RECORDS = ("floor_ratio", "ns_per_id")
+LOOKUP_SUITE = "lookup"
+
+
+@dataclass
+class TrialRow:
+    """One line of the calibration table: what was planted, in how many comparisons, how many were flagged."""
+
+    trial: str
+    planted: str
+    comparisons: int
+    flagged: int
+    elsewhere: int
+    goal: str
+
+    @property
+    def rate(self) -> str:
+        return f"{self.flagged}/{self.comparisons}"
+
+
+def case_of(entry: dict[str, Any]) -> str:
+    return (entry.get("extra_info") or {}).get("case") or entry.get("name")
+
+
+def _replaced(document: dict[str, Any], case: str, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """A copy of `document` whose entry for `case` went through `change`; other entries are shared."""
+    out = dict(document)
+    out["benchmarks"] = list(document["benchmarks"])
+    for index, entry in enumerate(out["benchmarks"]):
+        if case_of(entry) == case:
+            entry = copy.deepcopy(entry)
+            change(entry)
+            out["benchmarks"][index] = entry
+            return out
+    raise ResultError(f"no benchmark entry for case {case!r}; pass a case the result holds.")
+
+
+def slowed(document: dict[str, Any], case: str, fraction: float) -> dict[str, Any]:
+    """A copy of a result `document` in which `case` is `fraction` slower: every round, its stats, its ratios.
+
+    Example:
+        >>> doc = {"benchmarks": [{"extra_info": {"case": "c", "gather_ratio": 2.0}, "stats": {"median": 1.0}}]}
+        >>> slowed(doc, "c", 0.25)["benchmarks"][0]["extra_info"]["gather_ratio"]
+        2.5
+    """
+    if not fraction > -1:
+        raise ValueError(f"slowed: fraction must be > -1, got {fraction!r}.")
+    factor = 1 + fraction
+
+    def change(entry: dict[str, Any]) -> None:
+        stats = entry.setdefault("stats", {})
+        for key in TIME_STATS:
+            if isinstance(stats.get(key), (int, float)):
+                stats[key] *= factor
+        if isinstance(stats.get("data"), list):
+            stats["data"] = [value * factor for value in stats["data"]]
+        if isinstance(stats.get("ops"), (int, float)) and stats["ops"]:
+            stats["ops"] /= factor
+        info = entry.setdefault("extra_info", {})
+        for key in (*RATIO_FIELDS, *TIME_RECORDS):
+            if isinstance(info.get(key), (int, float)):
+                info[key] *= factor
+            rounds = info.get(f"{key}{ROUNDS_SUFFIX}")
+            if isinstance(rounds, list):
+                info[f"{key}{ROUNDS_SUFFIX}"] = [value * factor for value in rounds]
+
+    return _replaced(document, case, change)
+
+
+def grown(document: dict[str, Any], case: str, field: str, change: Callable[[float], float]) -> dict[str, Any]:
+    """A copy of `document` with `extra_info[field]` of `case` replaced by change(old value)."""
+
+    def apply(entry: dict[str, Any]) -> None:
+        entry["extra_info"][field] = change(entry["extra_info"][field])
+
+    return _replaced(document, case, apply)
+
+
+def frame_of_document(document: dict[str, Any], source: str) -> pd.DataFrame:
+    return frame_of(rows_of(document, source))
+
+
+def stats_of(document: dict[str, Any], source: str) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(source, case_of(entry)): entry.get("stats") or {} for entry in document["benchmarks"]}
+
+
+def baseline_of(document: dict[str, Any], source: str) -> pd.DataFrame:
+    """The baseline `--update-baseline` would write from `document`, noise included, in `baseline_frame` form."""
+    frame = frame_of_document(document, source)
+    return gate.baseline_frame(with_noise(frame, stats_of(document, source)))
+
+
+def regressions(frame: pd.DataFrame, baseline: pd.DataFrame, rules: gate.GateRules) -> pd.DataFrame:
+    return gate.check(frame, baseline, dataclasses.replace(rules, missing_fails=False)).regressions
+
+
+def timed_lookup_cases(baseline: pd.DataFrame) -> list[str]:
+    """Lookup cases of the baseline with a gather_ratio, sorted."""
+    timed = baseline[baseline["case"].str.startswith(f"{LOOKUP_SUITE}/") & baseline["gather_ratio"].notna()]
+    return sorted(timed["case"])
+
+
+def draw(cases: Sequence[str], count: int, seed: int) -> list[str]:
+    """`count` of `cases` (all of them when fewer), drawn without replacement by a seeded generator."""
+    if len(cases) <= count:
+        return list(cases)
+    picked = np.random.default_rng(seed).choice(len(cases), size=count, replace=False)
+    return [cases[i] for i in sorted(picked)]
+
+
+def ratio_limit(baseline: pd.DataFrame, case: str, rules: gate.GateRules) -> float:
+    """The relative growth of `case`'s gather_ratio that the gate allows against `baseline`."""
+    row = baseline[baseline["case"] == case].iloc[0]
+    noise = row.get(f"gather_ratio{NOISE_SUFFIX}")
+    if noise is None or not np.isfinite(noise):
+        return rules.gather_ratio_rel
+    return max(rules.ratio_floor_rel, rules.ratio_noise_k * float(noise))
+
+
+def identical_trials(
+    document: dict[str, Any], source: str, baseline: pd.DataFrame, rules: gate.GateRules,
+    others: Sequence[tuple[dict[str, Any], str]],
+) -> list[TrialRow]:
+    """False alarms: the result against its baseline, and each other run against it both ways."""
+    frame = frame_of_document(document, source)
+    same = regressions(frame, baseline, rules)
+    rows = [TrialRow("identical code", "an unchanged copy of the result", 1, int(len(same) > 0), len(same),
+                     "0 flagged")]
+    for other, other_source in others:
+        forward = regressions(frame_of_document(other, other_source), baseline, rules)
+        backward = regressions(frame, baseline_of(other, other_source), rules)
+        rows.append(TrialRow("identical code", f"{Path(other_source).name} vs the result, both ways", 2,
+                             int(len(forward) > 0) + int(len(backward) > 0), len(forward) + len(backward),
+                             "0 flagged"))
+    return rows
+
+
+def planted_trials(
+    document: dict[str, Any], source: str, baseline: pd.DataFrame, rules: gate.GateRules, cases: Sequence[str],
+    plant: Callable[[dict[str, Any], str], dict[str, Any]], field: str,
+) -> tuple[int, int]:
+    """(caught, alarms on other cases) over one planted change per case of `cases`."""
+    caught = elsewhere = 0
+    for case in cases:
+        found = regressions(frame_of_document(plant(document, case), source), baseline, rules)
+        hit = (found["case"] == case) & (found["field"] == field)
+        caught += int(hit.any())
+        elsewhere += int((~hit).sum())
+    return caught, elsewhere
+
+
+def calibrate(
+    document: dict[str, Any], source: str, baseline: pd.DataFrame, rules: gate.GateRules,
+    others: Sequence[tuple[dict[str, Any], str]] = (), cases: int = TRIAL_CASES, seed: int = SEED,
+) -> tuple[list[TrialRow], pd.DataFrame]:
+    """Every trial: (the table's rows, the planted lookup cases with their limit and per-X verdicts).
+
+    Args:
+        document: a parsed result file.
+        source: its path (how the frame names it).
+        baseline: the baseline to gate against, in `baseline_frame` form.
+        rules: the gate's limits.
+        others: other runs of the same code, parsed, with their paths.
+        cases: how many cases each planted change is tried on.
+        seed: seeds the draw of those cases.
+    """
+    rows = identical_trials(document, source, baseline, rules, others)
+    lookups = draw(timed_lookup_cases(baseline), cases, seed)
+    if not lookups:
+        raise ResultError(f"{source}: no ok lookup case with a gather_ratio in the baseline; nothing to slow down.")
+    per_case = pd.DataFrame({"case": lookups})
+    per_case["limit %"] = [100 * ratio_limit(baseline, case, rules) for case in lookups]
+    for fraction in SLOWDOWNS:
+        verdicts = []
+        for case in lookups:
+            found = regressions(frame_of_document(slowed(document, case, fraction), source), baseline, rules)
+            hit = (found["case"] == case) & (found["field"] == "gather_ratio")
+            verdicts.append((bool(hit.any()), int((~hit).sum())))
+        per_case[f"+{fraction:.0%}"] = ["flagged" if hit else "-" for hit, _ in verdicts]
+        goal = ">= 9/10 flagged" if fraction >= 0.20 else "(below the 20% target)"
+        rows.append(TrialRow("slower lookup", f"+{fraction:.0%} on one lookup case", len(lookups),
+                             sum(hit for hit, _ in verdicts), sum(n for _, n in verdicts), goal))
+    peaked = baseline[baseline[PEAK_FIELD] * PEAK_GROWTH >= PEAK_MIN_BYTES]
+    peak_cases = draw(sorted(peaked["case"]), cases, seed)
+    if peak_cases:
+        caught, elsewhere = planted_trials(
+            document, source, baseline, rules, peak_cases,
+            lambda doc, case: grown(doc, case, PEAK_FIELD, lambda v: v * (1 + PEAK_GROWTH)), PEAK_FIELD)
+        rows.append(TrialRow("more memory", f"+{PEAK_GROWTH:.0%} {PEAK_FIELD} (>= 8 MiB)", len(peak_cases), caught,
+                             elsewhere, "all flagged"))
+    param_cases = draw(sorted(baseline.loc[baseline["params"].notna() & baseline["case"].str.startswith("memory/"),
+                                           "case"]), cases, seed)
+    if param_cases:
+        caught, elsewhere = planted_trials(
+            document, source, baseline, rules, param_cases,
+            lambda doc, case: grown(doc, case, "params", lambda v: v + 1), "params")
+        rows.append(TrialRow("more parameters", "+1 param on one memory case", len(param_cases), caught, elsewhere,
+                             "all flagged"))
+    return rows, per_case
+
+
+SWEEP_FLOORS = (0.10, 0.15, 0.20, 0.30, 0.50, 1.00)
+SWEEP_KS = (2.0, 3.0, 4.0, 6.0)
+
+
+def sweep(
+    document: dict[str, Any], source: str, baseline: pd.DataFrame, rules: gate.GateRules,
+    others: Sequence[tuple[dict[str, Any], str]], floors: Sequence[float] = SWEEP_FLOORS,
+    ks: Sequence[float] = SWEEP_KS,
+) -> pd.DataFrame:
+    """For each (floor, k): false alarms on the ratios over the identical-code comparisons, and the share of
+    the baseline's lookup cases whose limit a planted slowdown of each size passes (what the gate would flag:
+    a slowdown of X multiplies the case's ratio by 1 + X).
+
+    The comparisons are the result against each other run and back, as in `identical_trials`.
+    """
+    pairs = [(frame_of_document(other, path), baseline) for other, path in others]
+    pairs += [(frame_of_document(document, source), baseline_of(other, path)) for other, path in others]
+    lookups = baseline[baseline["case"].isin(timed_lookup_cases(baseline))]
+    noise = lookups.get(f"gather_ratio{NOISE_SUFFIX}", pd.Series(np.nan, index=lookups.index))
+    records = []
+    for floor in floors:
+        for k in ks:
+            limits = dataclasses.replace(rules, ratio_floor_rel=floor, ratio_noise_k=k)
+            alarms = sum(
+                int((found["field"].isin(RATIO_FIELDS)).sum())
+                for found in (regressions(result, base, limits) for result, base in pairs)
+            )
+            limit = np.where(noise.notna(), np.maximum(floor, k * noise.fillna(0)), rules.gather_ratio_rel)
+            record = {"floor": f"{floor:.0%}", "k": f"{k:g}", "false alarms": f"{alarms} in {len(pairs)}"}
+            record.update({f"flags +{x:.0%}": f"{(limit < x).mean():.0%}" for x in SLOWDOWNS})
+            records.append(record)
+    return pd.DataFrame(records)
+
+
+def markdown_frame(frame: pd.DataFrame) -> list[str]:
+    """`frame` as markdown table lines (floats to one decimal)."""
+    columns = list(frame.columns)
+    lines = ["| " + " | ".join(columns) + " |", "| " + " | ".join("---" for _ in columns) + " |"]
+    for record in frame.itertuples(index=False):
+        lines.append("| " + " | ".join(f"{v:.1f}" if isinstance(v, float) else str(v) for v in record) + " |")
+    return lines
+
+
+def markdown(
+    rows: Sequence[TrialRow], per_case: pd.DataFrame, header: Sequence[str], swept: pd.DataFrame | None = None
+) -> str:
+    """The calibration tables in markdown: the trials, then the planted lookup cases."""
+    lines = [*header, "", "| trial | planted | flagged | alarms on other cases | goal |"]
+    lines += ["| --- | --- | --- | --- | --- |"]
+    lines += [f"| {r.trial} | {r.planted} | {r.rate} | {r.elsewhere} | {r.goal} |" for r in rows]
+    lines += ["", "Planted lookup cases: the gate's limit for each, and its verdict at each slowdown.", ""]
+    lines += markdown_frame(per_case)
+    if swept is not None and len(swept):
+        lines += ["", "Other limits on the same runs: ratio false alarms over the identical-code comparisons, and "
+                  "the share of lookup cases a planted slowdown would be flagged on.", ""]
+        lines += markdown_frame(swept)
+    return "\n".join(lines) + "\n"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m analysis.calibrate",
+        description="Measure the regression gate's false alarms and its power on planted changes.",
+    )
+    parser.add_argument("result", metavar="RESULT.json", help="a pytest-benchmark result of membed's suites")
+    parser.add_argument("--against", metavar="OTHER.json", action="append", default=[],
+                        help="another run of the same code, compared with RESULT both ways (repeatable)")
+    parser.add_argument("--baseline", metavar="BASELINE.json",
+                        help="gate against this baseline (default: the one --update-baseline writes from RESULT)")
+    parser.add_argument("--gate-config", metavar="PYPROJECT.toml", default="pyproject.toml",
+                        help=f"the file whose {gate.GATE_TABLE} table holds the limits (default pyproject.toml)")
+    parser.add_argument("--cases", type=int, default=TRIAL_CASES, help="cases per planted change (default 10)")
+    parser.add_argument("--seed", type=int, default=SEED, help="seeds the draw of the planted cases (default 0)")
+    parser.add_argument("--out", metavar="FILE.md", help="also write the tables to this markdown file")
+    parser.add_argument("--note", default="", help="a line under the header: where the runs came from")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the trials and prints the table; 0 done, 2 unusable input (one line on stderr)."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.cases < 1:
+            raise ResultError(f"--cases must be >= 1, got {args.cases}.")
+        if gate.read_gate_table(args.gate_config) is None:
+            raise ResultError(f"--gate-config {args.gate_config}: no such file or no {gate.GATE_TABLE} table.")
+        rules = gate.rules_from_pyproject(args.gate_config)
+        document = read_result(args.result)
+        others = [(read_result(path), path) for path in args.against]
+        baseline = gate.load_baseline(args.baseline) if args.baseline else baseline_of(document, args.result)
+        rows, per_case = calibrate(document, args.result, baseline, rules, others, args.cases, args.seed)
+        swept = sweep(document, args.result, baseline, rules, others) if others else None
+    except ResultError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    noise_column = f"gather_ratio{NOISE_SUFFIX}"
+    with_noise_count = int(baseline[noise_column].notna().sum()) if noise_column in baseline else 0
+    header = [
+        "# Gate calibration",
+        "",
+        f"Result: `{args.result}`; baseline: `{args.baseline or 'written from the result'}` "
+        f"({with_noise_count} of {int(baseline['gather_ratio'].notna().sum())} ratios with stored noise); "
+        f"limits: {gate.GATE_TABLE} of `{args.gate_config}` (ratio: max({rules.ratio_floor_rel:.0%}, "
+        f"{rules.ratio_noise_k:g} x noise), {rules.gather_ratio_rel:.0%} without noise; peaks: "
+        f"> +{rules.peak_mem_rel:.0%} and > +{rules.peak_mem_abs_mib:g} MiB). Seed {args.seed}.",
+    ]
+    if args.note:
+        header += ["", args.note]
+    text = markdown(rows, per_case, header, swept)
+    print(text, end="")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"Wrote {args.out}.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

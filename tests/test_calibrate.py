@@ -1,0 +1,123 @@
+"""The gate's calibration (analysis.calibrate): planted changes on a small result, and the command line."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from analysis import calibrate, gate
+from analysis.calibrate import main, slowed
+from analysis.gate import GateRules
+from analysis.load import ResultError, read_result
+
+FIXTURE = Path(__file__).parent / "fixtures" / "result_small.json"
+LOOKUP = "lookup/qr/synthetic-zipf/100000/32"
+# The fixture's ratios have IQR / median = 0.1 over 20 rounds: noise 4.1%, so 3 x noise = 12.2%.
+RULES = GateRules(gather_ratio_rel=1.0, ratio_floor_rel=0.10, ratio_noise_k=3.0, peak_mem_rel=0.04,
+                  peak_mem_abs_mib=7.0)
+
+
+@pytest.fixture(scope="module")
+def document() -> dict:
+    return read_result(FIXTURE)
+
+
+def entry_of(document: dict, case: str) -> dict:
+    return next(e for e in document["benchmarks"] if e["extra_info"]["case"] == case)
+
+
+def test_slowed_scales_every_round_the_stats_and_the_ratios_of_one_case_only(document):
+    before = copy.deepcopy(document)
+    original = entry_of(document, LOOKUP)
+    rich = copy.deepcopy(document)
+    entry_of(rich, LOOKUP)["stats"]["data"] = [1.0, 2.0]
+    entry_of(rich, LOOKUP)["extra_info"]["gather_ratio_rounds"] = [2.0, 4.0]
+    out = slowed(rich, LOOKUP, 0.25)
+    changed = entry_of(out, LOOKUP)
+    assert changed["stats"]["median"] == pytest.approx(original["stats"]["median"] * 1.25)
+    assert changed["stats"]["iqr"] == pytest.approx(original["stats"]["iqr"] * 1.25)
+    assert changed["stats"]["ops"] == pytest.approx(original["stats"]["ops"] / 1.25)
+    assert changed["stats"]["data"] == [1.25, 2.5] and changed["extra_info"]["gather_ratio_rounds"] == [2.5, 5.0]
+    assert changed["extra_info"]["gather_ratio"] == pytest.approx(original["extra_info"]["gather_ratio"] * 1.25)
+    # Every other case is the same, and the input is untouched.
+    others = [e for e in out["benchmarks"] if e["extra_info"]["case"] != LOOKUP]
+    assert others == [e for e in document["benchmarks"] if e["extra_info"]["case"] != LOOKUP]
+    assert document == before
+    with pytest.raises(ResultError, match="no benchmark entry for case 'lookup/none'"):
+        slowed(document, "lookup/none", 0.2)
+
+
+def test_identical_copies_raise_no_alarm_and_planted_changes_are_caught(document):
+    baseline = calibrate.baseline_of(document, str(FIXTURE))
+    rows, per_case = calibrate.calibrate(document, str(FIXTURE), baseline, RULES, others=[(document, "again.json")])
+    by_planted = {row.planted: row for row in rows}
+    identical = [row for row in rows if row.trial == "identical code"]
+    assert [(row.comparisons, row.flagged, row.elsewhere) for row in identical] == [(1, 0, 0), (2, 0, 0)]
+    # 10% is under every case's 12.2% limit; 20% and more is past it.
+    assert by_planted["+10% on one lookup case"].flagged == 0
+    for fraction in ("+20%", "+25%", "+50%"):
+        row = by_planted[f"{fraction} on one lookup case"]
+        assert (row.flagged, row.comparisons, row.elsewhere) == (10, 10, 0)
+    memory = by_planted["+5% peak_alloc_bytes_train (>= 8 MiB)"]
+    assert (memory.flagged, memory.comparisons) == (1, 1)  # only the 1e6 full table has 5% >= 8 MiB
+    params = by_planted["+1 param on one memory case"]
+    assert params.flagged == params.comparisons == 10
+    assert per_case["limit %"].round(1).tolist() == [12.2] * 10
+    assert per_case["+10%"].tolist() == ["-"] * 10 and per_case["+25%"].tolist() == ["flagged"] * 10
+
+
+def test_a_loose_gate_is_shown_missing_the_slowdown(document):
+    baseline = calibrate.baseline_of(document, str(FIXTURE))
+    loose = GateRules(ratio_floor_rel=1.0, peak_mem_rel=0.10)
+    rows, _ = calibrate.calibrate(document, str(FIXTURE), baseline, loose)
+    by_planted = {row.planted: row for row in rows}
+    assert by_planted["+50% on one lookup case"].flagged == 0
+    assert by_planted["+5% peak_alloc_bytes_train (>= 8 MiB)"].flagged == 0
+
+
+def test_the_draw_is_seeded_and_takes_all_cases_when_there_are_few():
+    cases = [f"c{i}" for i in range(30)]
+    assert calibrate.draw(cases, 10, 1) == calibrate.draw(cases, 10, 1) != calibrate.draw(cases, 10, 2)
+    assert calibrate.draw(cases[:4], 10, 1) == cases[:4]
+
+
+def test_main_prints_and_writes_the_table(tmp_path, capsys):
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text("[tool.membed.gate]\nratio_floor_rel = 0.10\nratio_noise_k = 3\n")
+    out = tmp_path / "reports" / "calibration.md"
+    code = main([str(FIXTURE), "--gate-config", str(pyproject), "--out", str(out), "--cases", "5"])
+    printed = capsys.readouterr().out
+    assert code == 0
+    text = out.read_text()
+    assert text in printed and f"Wrote {out}." in printed
+    assert "| slower lookup | +20% on one lookup case | 5/5 | 0 | >= 9/10 flagged |" in text
+    assert "| identical code | an unchanged copy of the result | 0/1 | 0 | 0 flagged |" in text
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["missing.json"], "missing.json: no such file."),
+        ([str(FIXTURE), "--cases", "0"], "--cases must be >= 1, got 0."),
+        ([str(FIXTURE), "--gate-config", "nowhere.toml"], "--gate-config nowhere.toml: no such file or no"),
+    ],
+)
+def test_unusable_input_is_one_line_and_exit_2(capsys, argv, message):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_25_percent_slower_copy_fails_the_gate_naming_the_case(tmp_path, document):
+    """The issue's check, on the gate API: the slowed copy fails on that case alone; the copy passes."""
+    baseline_path = tmp_path / "baseline.json"
+    gate.write_baseline(calibrate.frame_of_document(document, str(FIXTURE)), baseline_path)
+    assert "gather_ratio_noise" in json.loads(baseline_path.read_text())["cases"][LOOKUP]
+    baseline = gate.load_baseline(baseline_path)
+    slower = calibrate.frame_of_document(slowed(document, LOOKUP, 0.25), "slower.json")
+    outcome = gate.check(slower, baseline, RULES)
+    assert outcome.regressions[["case", "field"]].values.tolist() == [[LOOKUP, "gather_ratio"]]
+    assert gate.check(calibrate.frame_of_document(document, "same.json"), baseline, RULES).passed
