@@ -69,12 +69,16 @@ def metric_columns(rows: pd.DataFrame, names: Sequence[str]) -> dict[str, np.nda
 
 @dataclass
 class Table:
-    """A titled display frame; `group_by` names the columns a renderer may split sections on."""
+    """A titled display frame; `group_by` names the columns a renderer may split sections on.
+
+    `lead` tables open a report: report.md puts them before the plots, the other tables after.
+    """
 
     title: str
     frame: pd.DataFrame
     note: str = ""
     group_by: tuple[str, ...] = ()
+    lead: bool = False
 
 
 def ok_rows(frame: pd.DataFrame) -> pd.DataFrame:
@@ -250,14 +254,23 @@ def drop_empty(display: pd.DataFrame) -> pd.DataFrame:
 
 
 def suite_table(frame: pd.DataFrame, suite: str) -> Table:
-    """The table of one suite: rows = strategies grouped by dataset, failed and skipped included."""
-    display = suite_frame(frame, suite)
+    """The table of one suite: rows = its ok and projected cases, grouped by dataset.
+
+    Failed and skipped cases are not rows here: `not_run_table` groups them by reason (a
+    full run skips hundreds for a handful of reasons); every case stays in the CSV and JSON.
+    """
+    rows = frame[frame["suite"] == suite]
+    shown = (rows["status"] == "ok") | rows["projected"].eq(True)
+    # A projected row's reason (why it was not measured) is in the grouped table too.
+    display = suite_frame(frame[frame.index.isin(rows.index[shown])], suite).drop(columns="reason")
     dims = display["dim"].dropna().unique()
     title = f"suite: {suite}" + (f" (dim {int(dims[0])})" if len(dims) == 1 else "")
     notes = [latency_note(frame[frame["suite"] == suite])] if suite in LATENCY_SUITES else []
     if display["projected"].any():
         notes.append("projected rows come from cost formulas, not measurements.")
-    rows = frame[frame["suite"] == suite]
+    stopped = int((~shown).sum())
+    if stopped:
+        notes.append(f"{stopped} cases failed or skipped: see 'Not run or failed'.")
     if "outside_estimate" in rows and rows["outside_estimate"].notna().any():
         notes.append(f"est. ratio: measured allocator peak / membed.plan's estimate; {estimate_line(rows)}")
     return Table(title, drop_empty(display), " ".join(n for n in notes if n), GROUP_COLUMNS)
@@ -414,14 +427,23 @@ def case_groups(frame: pd.DataFrame, by: Sequence[str], shown: int = 3) -> pd.Da
 def not_run_table(frame: pd.DataFrame) -> Table:
     """Every case that is not ok, grouped by status and reason: why parts of the grid are empty."""
     stopped = frame[frame["status"] != "ok"]
-    note = "Each distinct reason once, with the number of cases it stopped."
-    return Table(f"Not run or failed ({len(stopped)} cases)", case_groups(stopped, ["status", "reason"]), note)
+    note = "Each distinct reason once, with the number of cases it stopped and one of them; the CSV lists each."
+    groups = case_groups(stopped, ["status", "reason"], shown=1).rename(columns={"examples": "example"})
+    return Table(f"Not run or failed ({len(stopped)} cases)", groups, note)
 
 
 def report_tables(frame: pd.DataFrame) -> list[Table]:
-    """Every table of the report: one per suite, the example's, the Pareto front, then why cases did not run."""
+    """Every table of the report: the summary (`analysis.summary`, a lead table), one per suite, the example's,
+    the Pareto front, then why cases did not run."""
+    from analysis.summary import summary_table  # summary builds on this module's helpers
+
     full = derived(frame)
-    tables = [suite_table(full, suite) for suite in ordered_suites(full)]
+    tables = []
+    if (full["suite"] == "accuracy").any():
+        lead = summary_table(full)
+        if len(lead.frame):
+            tables.append(lead)
+    tables += [suite_table(full, suite) for suite in ordered_suites(full)]
     if (full["suite"] == "accuracy").any():
         example = example_table(full)
         if len(example.frame):

@@ -9,7 +9,13 @@ Three figures, each skipped when the run has no data for it:
 - `mse_vs_memory.png`: val MSE against parameter memory, one panel per
   dataset and optimizer, the Pareto front joined and ringed.
 - `lookup_latency.png`: gather_ratio bars per strategy (one bar per dataset and
-  size), for the lookup suite and the train_step suite per optimizer.
+  size), for the lookup suite and the train_step suite per optimizer; where
+  records carry `floor_ratio` (case / np.take on the same table and ids), the
+  np.take floor is drawn as a line at gather_ratio / floor_ratio.
+
+Strategies are told apart by colour and, where points stand alone, by marker
+(`strategy_styles`): 10 strong colours, then their light shades, so that 12 or
+more strategies never share both.
 
 Axis labels and scales are the fields' report labels in `analysis.schema`.
 """
@@ -49,10 +55,28 @@ def optimizer_of(rows: pd.DataFrame) -> pd.Series:
     return column.fillna(schema.DEFAULT_OPTIMIZER)
 
 
+# tab20 holds 10 hues in a strong and a light shade; the strong ones first keep the first 10 strategies apart.
+PALETTE = tuple(colormaps["tab20"](i) for i in (*range(0, 20, 2), *range(1, 20, 2)))
+# Markers for points that stand alone (the MSE scatter), cycled with a period prime to the palette's.
+STRATEGY_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+
+
+def strategy_styles(strategies: list[str]) -> dict[str, tuple[tuple, str]]:
+    """{strategy: (colour, marker)}, stable by name order; no two of the first 140 strategies share both.
+
+    Example:
+        >>> len({strategy_styles([f"s{i}" for i in range(14)])[f"s{i}"] for i in range(14)})
+        14
+    """
+    names = sorted(strategies)
+    return {
+        name: (PALETTE[i % len(PALETTE)], STRATEGY_MARKERS[i % len(STRATEGY_MARKERS)]) for i, name in enumerate(names)
+    }
+
+
 def strategy_colors(strategies: list[str]) -> dict[str, tuple]:
-    """One stable colour per strategy name, the same in every figure."""
-    palette = colormaps["tab20" if len(strategies) > 10 else "tab10"]
-    return {name: palette(i % palette.N) for i, name in enumerate(sorted(strategies))}
+    """One stable colour per strategy name, the same in every figure (`strategy_styles`' colours)."""
+    return {name: color for name, (color, _) in strategy_styles(strategies).items()}
 
 
 def _save(figure: Figure, path: Path) -> Path:
@@ -142,7 +166,7 @@ def plot_mse_vs_memory(frame: pd.DataFrame, path: Path) -> Path | None:
     rows = ok_rows(frame[frame["suite"] == "accuracy"]).dropna(subset=["param_bytes", "val_mse"])
     if rows.empty:
         return None
-    colors = strategy_colors(list(rows["strategy"].dropna().unique()))
+    styles = strategy_styles(list(rows["strategy"].dropna().unique()))
     rows = rows.assign(optimizer=optimizer_of(rows))
     by = [*GROUP_COLUMNS, "optimizer"]
     groups = list(rows.groupby(by, sort=True))
@@ -152,7 +176,8 @@ def plot_mse_vs_memory(frame: pd.DataFrame, path: Path) -> Path | None:
     for axis, ((dataset, vocab_size, optimizer), group) in zip(axes, groups, strict=True):
         for strategy, points in group.groupby("strategy", sort=True):
             x = points["param_bytes"] * PARAM_SCALE
-            axis.scatter(x, points["val_mse"], color=colors[strategy], label=strategy, s=22)
+            color, marker = styles[strategy]
+            axis.scatter(x, points["val_mse"], color=color, marker=marker, label=strategy, s=22)
         best = front[(front["dataset"] == dataset) & (front["vocab_size"] == vocab_size)
                      & (front["optimizer"] == optimizer)].sort_values("param_bytes")
         front_x = best["param_bytes"] * PARAM_SCALE
@@ -209,12 +234,31 @@ def plot_lookup_latency(frame: pd.DataFrame, path: Path) -> Path | None:
                 label=f"{dataset} {int(vocab_size):,}",
             )
         axis.axhline(1.0, color="black", linestyle=":", linewidth=1)
+        floor = take_floor(rows)
+        if floor is not None:
+            axis.axhline(floor, color="tab:red", linestyle="--", linewidth=1, label=f"np.take floor ({floor:.2g})")
         axis.set_xticks(positions, table.index, rotation=30, ha="right")
         axis.set_ylabel("median / bare tf.gather median")
         axis.set_title(f"{suite}{f' ({optimizer})' if several else ''}: gather_ratio (1 = bare gather)")
         axis.legend(fontsize="x-small")
         axis.grid(True, axis="y", alpha=0.3)
     return _save(figure, path)
+
+
+def take_floor(rows: pd.DataFrame) -> float | None:
+    """np.take's time in units of the bare gather: the median of gather_ratio / floor_ratio; None without them.
+
+    Both ratios share the case's median as numerator, so their quotient is np.take / tf.gather in the same round.
+
+    Example:
+        >>> take_floor(pd.DataFrame({"gather_ratio": [1.2, 2.4], "floor_ratio": [10.0, 20.0]}))
+        0.12
+    """
+    if "floor_ratio" not in rows or "gather_ratio" not in rows:
+        return None
+    quotient = rows["gather_ratio"].astype("float64") / rows["floor_ratio"].astype("float64")
+    quotient = quotient[np.isfinite(quotient) & (quotient > 0)]
+    return float(quotient.median()) if len(quotient) else None
 
 
 def write_plots(frame: pd.DataFrame, out_dir: str | Path) -> list[Path]:

@@ -1,7 +1,8 @@
 """Renderers: each turns the same `Table`s (or the flat frame) into one output format.
 
-rich for the terminal, markdown through tabulate (DataFrame.to_markdown), CSV of
-the flat per-case frame, JSON of both. All of them format numbers the same way
+rich for the terminal, markdown pipe tables written without padding (a padded
+column is as wide as its longest cell on every row), CSV of the flat per-case
+frame, JSON of both. All of them format numbers the same way
 (`format_cell`), so the terminal and report.md agree digit for digit.
 """
 
@@ -112,31 +113,48 @@ def render_rich(tables: Sequence[Table], stream: TextIO, summary: str = "", widt
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
-    """A GitHub-flavoured markdown table of `frame` (tabulate's pipe format)."""
+    """A GitHub-flavoured markdown pipe table of `frame`, cells unpadded: numbers right-aligned by the rule row.
+
+    Example:
+        >>> print(markdown_table(pd.DataFrame({"strategy": ["qr"], "params": [1200]})))
+        |strategy|params|
+        |:--|--:|
+        |qr|1,200|
+    """
     if not len(frame):
         return "(no rows)"
-    text = formatted(frame).map(lambda s: s.replace("|", "\\|"))
-    align = ["right" if _is_numeric(frame, c) else "left" for c in frame.columns]
-    return text.to_markdown(index=False, tablefmt="pipe", disable_numparse=True, colalign=align)
+    text = formatted(frame).map(lambda s: s.replace("|", "\\|").replace("\n", " "))
+    rule = ["--:" if _is_numeric(frame, c) else ":--" for c in frame.columns]
+    header = [str(c).replace("|", "\\|") for c in frame.columns]
+    lines = ["|" + "|".join(header) + "|", "|" + "|".join(rule) + "|"]
+    lines += ["|" + "|".join(row) + "|" for row in text.itertuples(index=False)]
+    return "\n".join(lines)
 
 
 def render_markdown(
     tables: Sequence[Table], title: str = "membed benchmark report", summary: str = "", images: Sequence[str] = ()
 ) -> str:
-    """The whole report as one markdown document: a section per table, then the plots."""
+    """The whole report as one markdown document: the summary text, the lead tables, the plots, the other tables."""
     lines = [f"# {title}", ""]
     if summary:
-        lines += [summary, ""]
-    for table in tables:
-        lines += [f"## {table.title}", ""]
-        if table.note:
-            lines += [table.note, ""]
-        lines += [markdown_table(table.frame), ""]
+        lines += [summary.replace("\n", "  \n"), ""]
+    for table in [t for t in tables if t.lead]:
+        lines += markdown_section(table)
     if images:
         lines += ["## Plots", ""]
         lines += [f"![{name}]({name})" for name in images]
         lines.append("")
+    for table in [t for t in tables if not t.lead]:
+        lines += markdown_section(table)
     return "\n".join(lines)
+
+
+def markdown_section(table: Table) -> list[str]:
+    """The lines of one table's section: its title, its note, the table."""
+    lines = [f"## {table.title}", ""]
+    if table.note:
+        lines += [table.note, ""]
+    return [*lines, markdown_table(table.frame), ""]
 
 
 def with_integers(frame: pd.DataFrame) -> pd.DataFrame:

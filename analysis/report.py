@@ -12,6 +12,7 @@ Example:
     python -m analysis.report out.json --format markdown --out reports/latest
     python -m analysis.report --compare old.json new.json
     python -m analysis.report out.json --check reports/baseline.json
+    python -m analysis.report out.json --format markdown --summary-only >> "$GITHUB_STEP_SUMMARY"
     python -m analysis.report out.json --check base.json --gate-config path/to/pyproject.toml
     python -m analysis.report out.json --update-baseline        # rewrites reports/baseline.json
 """
@@ -55,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--storage", default=".benchmarks", metavar="DIR", help="pytest-benchmark storage folder")
     parser.add_argument("--format", choices=render.FORMATS, default="rich", help="output format on stdout")
     parser.add_argument("--out", metavar="DIR", help="also write DIR/report.md and PNG plots")
+    parser.add_argument(
+        "--summary-only",
+        action="store_true",
+        help="print only the first screen: the report's summary (best strategy per compression level), "
+        "or with --check the verdict and its regressions; --out still writes the whole report",
+    )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--compare", nargs=2, metavar=("OLD.json", "NEW.json"), help="tables of deltas, old vs new")
     mode.add_argument("--check", metavar="BASELINE.json", help="gate the result against a baseline or result file")
@@ -148,9 +155,15 @@ def run_report(args: argparse.Namespace) -> int:
     summary = f"{len(frame)} cases from {', '.join(paths)}; " + ", ".join(
         f"{count} {status}" for status, count in frame["status"].value_counts().sort_index().items()
     )
-    line = frames.estimate_line(frames.derived(frame))
+    full = frames.derived(frame)
+    line = frames.estimate_line(full)
     summary += f"\n{line}" if line else ""
-    render.render(args.format, tables, frames.derived(frame), sys.stdout, summary=summary)
+    if args.summary_only:
+        lead = [t for t in tables if t.lead]
+        flat = lead[0].frame if lead else full.iloc[0:0]
+        render.render(args.format, lead, flat, sys.stdout, summary=summary)
+    else:
+        render.render(args.format, tables, full, sys.stdout, summary=summary)
     if args.out:
         write_out(args.out, frame, tables, "membed benchmark report", summary)
     return 0
@@ -234,7 +247,8 @@ def run_check(args: argparse.Namespace) -> int:
         [outcome.regressions.assign(kind="regression"), outcome.improvements.assign(kind="improvement")],
         ignore_index=True,
     )
-    render.render(args.format, tables, findings, sys.stdout, "membed regression gate", summary)
+    shown = [t for t in tables if not t.title.startswith("Improvements")] if args.summary_only else tables
+    render.render(args.format, shown, findings, sys.stdout, "membed regression gate", summary)
     if args.out:
         write_out(args.out, frame, [*tables, *frames.report_tables(frame)], "membed benchmark report", summary)
     return 0 if outcome.passed else 1

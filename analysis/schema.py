@@ -37,7 +37,8 @@ GATE_TREATMENTS = {
     "exact": "fails when it grows by more than `params_growth` (a count of params) or `bytes_growth` (bytes)",
     "peak": "fails when it grows by more than `peak_mem_rel` and by more than `peak_mem_abs_mib`",
     "peak_rss": "fails when it grows by more than `peak_mem_rel` and by more than `peak_rss_abs_mib`",
-    "ratio": "fails when it grows by more than `gather_ratio_rel` of the baseline's value",
+    "ratio": ("fails when it grows by more than max(`ratio_floor_rel`, `ratio_noise_k` x the noise the baseline "
+              "stored for the case); by more than `gather_ratio_rel` where it stored none"),
     "accuracy": "fails when it grows by more than `val_mse_abs`",
 }
 # What a suite's benchmark timing measures.
@@ -226,6 +227,10 @@ _ADMITTED = ("memory", "lookup", "train_step", "blocks")
 _FITTED = ("accuracy", "pipeline")
 _MEMORY = ("memory",)
 _PAIRED = ("lookup", "train_step", "blocks")
+# The paired suites timed against np.take and the call floor too (`bench.harness.Harness.time_paired`).
+_TIMED_PAIRED = ("lookup", "train_step")
+# The suites timed with the per-call floor amortised (`bench.harness.Harness.time_amortised`).
+_AMORTISED = ("lookup",)
 # The suites that train: each case names its optimizer (an axis of theirs).
 _TRAINED = ("memory", "train_step", "accuracy")
 # The storages the accuracy suite evaluates a trained pair in besides float32
@@ -295,6 +300,26 @@ FIELDS: tuple[Field, ...] = (
           suites=_MEMORY, nullable=True),
     Field("gather_ratio", "float", "this case's median / the bare tf.gather's median, timed round by round on "
           "the same batches", unit="x", label="gather_ratio", suites=_PAIRED, gate="ratio", nullable=True),
+    Field("gather_ratio_rounds", "list[float]", "each timed round's case time / the bare tf.gather's time in the "
+          "same round (`gather_ratio`'s rounds, its noise)", unit="x", suites=_TIMED_PAIRED, nullable=True),
+    Field("floor_ratio", "float", "this case's median / the median of `np.take(table, ids, axis=0)` on a NumPy "
+          "copy of the bare gather's table, timed in the same rounds on the same ids; null above "
+          "`bench.harness.NUMPY_COPY_MAX_BYTES` of table", unit="x", label="floor_ratio", suites=_TIMED_PAIRED,
+          nullable=True),
+    Field("ns_per_id", "float", "this case's median / its batch size", unit="ns", label="ns/id",
+          suites=_TIMED_PAIRED, nullable=True),
+    Field("call_floor_ns", "float", "median of a `tf.function` that returns its input, timed in the same rounds: "
+          "TensorFlow's per-call cost", unit="ns", label="call floor ns", suites=_TIMED_PAIRED, nullable=True),
+    Field("amortised_gather_ratio", "float", "`gather_ratio` with `amortised_batches` batches per tf.function "
+          "call, for the case and the bare gather alike, so the per-call floor is a few percent of a call",
+          unit="x", label="amortised gather_ratio", suites=_AMORTISED, nullable=True),
+    Field("amortised_ns_per_id", "float", "the amortised call's median / its ids (`amortised_batches` x batch)",
+          unit="ns", label="amortised ns/id", suites=_AMORTISED, nullable=True),
+    Field("amortised_batches", "int", "batches per call of the amortised timing (`bench.harness.AMORTISED_BATCHES`)",
+          unit="batches", suites=_AMORTISED, nullable=True),
+    Field("amortised_floor_share", "float", "the per-call floor (as `call_floor_ns`, timed after the amortised "
+          "rounds) / the amortised bare gather's median call: what is left of TensorFlow's per-call cost",
+          unit="x", suites=_AMORTISED, nullable=True),
     Field("val_mse", "float", "validation MSE after the final epoch", unit="rating^2", label="val MSE",
           suites=_FITTED, gate="accuracy", nullable=True),
     Field("val_mae", "float", "validation MAE after the final epoch", unit="rating", suites=_FITTED, nullable=True),

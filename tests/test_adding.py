@@ -57,7 +57,7 @@ def test_a_new_strategy_reaches_every_suite_the_json_the_report_and_the_gate(tmp
         f"{suite}/toy/synthetic-zipf/1000/64/rowwise_adagrad" for suite in ("memory", "train_step")}
     assert all(cases[case]["status"] == "ok" and cases[case]["params"] == 64_000 for case in toy)
     report, baseline = gate(out, tmp_path, capsys)
-    assert "| toy " in report
+    assert "|toy|" in report
     assert toy <= set(baseline["cases"])
 
 

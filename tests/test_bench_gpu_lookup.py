@@ -105,7 +105,7 @@ def test_a_run_writes_what_the_report_and_the_gate_read(tmp_path, capsys):
     assert set(frame["suite"]) == {"gather", "lookup"} and selected == set(result["membed"]["selected"])
     assert report_main([str(path), "--format", "markdown"]) == 0
     rendered = capsys.readouterr().out
-    assert "suite: lookup" in rendered and "| qr " in rendered
+    assert "suite: lookup" in rendered and "|qr|" in rendered
     baseline = tmp_path / "baseline.json"
     assert report_main([str(path), "--update-baseline", str(baseline)]) == 0
     assert report_main([str(path), "--check", str(baseline)]) == 0

@@ -66,8 +66,8 @@ def test_markdown_contains_every_strategy_of_the_input(capsys, raw):
     assert code == 0
     assert out.startswith("# membed benchmark report")
     for strategy in strategies_of(raw):
-        assert f"| {strategy} " in out, strategy
-    assert "|:---" in out  # a real pipe table, not a dump
+        assert f"|{strategy}|" in out, strategy
+    assert "|:--|" in out  # a real pipe table, not a dump
 
 
 def test_csv_is_one_row_per_case(capsys, raw):
@@ -122,7 +122,7 @@ def test_a_run_with_two_optimizers_reports_each_and_plots_a_panel_per_optimizer(
     real_grid = plots._grid
     monkeypatch.setattr(plots, "_grid", lambda count, **kw: panels.append(count) or real_grid(count, **kw))
     code, out, _ = run(capsys, result, "--format", "markdown", "--out", tmp_path / "report")
-    assert code == 0 and "rowwise_adagrad" in out and "| optimizer" in out
+    assert code == 0 and "rowwise_adagrad" in out and "|optimizer|" in out
     # lookup, train_step with adam, train_step with rowwise_adagrad; the accuracy panels: a dataset per optimizer.
     from analysis.load import load_results
 
@@ -152,9 +152,9 @@ def test_compare_shows_old_new_and_deltas(tmp_path, capsys, raw):
 
     code, out, _ = run(capsys, "--compare", FIXTURE, new, "--format", "markdown")
     assert code == 0 and "## compare: accuracy" in out
-    header = next(line for line in out.splitlines() if line.startswith("| dataset"))
+    header = next(line for line in out.splitlines() if line.startswith("|dataset"))
     assert [c.strip() for c in header.strip("|").split("|")][-4:] == ["old", "new", "delta", "delta %"]
-    assert "|    +100 |" in out
+    assert "|+100|" in out
 
 
 def test_check_passes_on_an_identical_result(capsys):
@@ -275,3 +275,118 @@ def test_update_baseline_never_overwrites_a_result_file(tmp_path, capsys, raw, m
     code, _, err = run(capsys, "--update-baseline", result)  # RESULT.json parsed as the baseline PATH
     assert code == 2 and "is a benchmark result, not a baseline" in err
     assert result.read_text() == before
+
+
+# --- the first screen: summary, then plots, then compact tables ----------------------------------------
+
+
+def table_lines(markdown: str) -> list[str]:
+    return [line for line in markdown.splitlines() if line.startswith("|")]
+
+
+def test_report_md_opens_with_the_best_strategy_per_level_before_the_plots(tmp_path, capsys):
+    code, _, _ = run(capsys, FIXTURE, "--out", tmp_path)
+    assert code == 0
+    report = (tmp_path / "report.md").read_text()
+    sections = [line for line in report.splitlines() if line.startswith("## ")]
+    assert sections[:2] == ["## Summary: best strategy per compression level", "## Plots"]
+    summary = report[report.index("## Summary") : report.index("## Plots")]
+    # ml-100k: qr is the only (and so best) 5x and 100x; at 20x qr's 0.95 beats mixed_dim's 0.96 and hash's 1.03.
+    for level, strategy in (("5x", "qr"), ("20x", "qr"), ("100x", "qr")):
+        assert f"|ml-100k|2,625|{level}|{strategy}|" in summary, level
+    assert "|synthetic-planted|" in summary and "|5x|qr|" in summary
+    assert "1 seed per case" in summary
+
+
+def test_summary_only_prints_the_first_screen(capsys):
+    code, out, _ = run(capsys, FIXTURE, "--format", "markdown", "--summary-only")
+    assert code == 0
+    assert "## Summary: best strategy per compression level" in out
+    assert "## suite:" not in out and "Not run or failed" not in out
+
+
+def test_markdown_tables_are_not_padded(capsys):
+    code, out, _ = run(capsys, FIXTURE, "--format", "markdown")
+    assert code == 0
+    lines = table_lines(out)
+    assert len(lines) > 20
+    padded = [line for line in lines if "| " in line or " |" in line or "  " in line]
+    assert padded == []
+
+
+def test_skipped_and_failed_cases_are_one_line_per_reason_not_suite_rows(tmp_path, capsys, raw):
+    data = json.loads(json.dumps(raw))
+    template = data["membed"]["not_run"][0]
+    data["membed"]["not_run"] = [
+        {**template, "case": f"memory/tt/synthetic-zipf/{10 ** k}/32", "reason": "too big", "status": "skipped"}
+        for k in range(3, 9)
+    ]
+    result = tmp_path / "skips.json"
+    result.write_text(json.dumps(data))
+    code, out, _ = run(capsys, result, "--format", "markdown")
+    assert code == 0
+    reasons = [line for line in table_lines(out) if "too big" in line]
+    assert reasons == ["|6|skipped|too big|memory/tt/synthetic-zipf/1000/32 and 5 more|"]
+    code, csv, _ = run(capsys, result, "--format", "csv")
+    assert sum("too big" in line for line in csv.splitlines()) == 6  # every case stays in the CSV
+
+
+def synthetic_result(path: Path, raw: dict, cases: int) -> Path:
+    """`raw` grown to `cases` cases: its benchmarks copied at new vocab sizes, a third of them skipped."""
+    data = json.loads(json.dumps(raw))
+    benchmarks, not_run = [], []
+    templates = [b for b in raw["benchmarks"] if b["extra_info"]["vocab_size"]]
+    for i in range(cases):
+        bench = json.loads(json.dumps(templates[i % len(templates)]))
+        info = bench["extra_info"]
+        if info["suite"] != "accuracy":  # accuracy copies read as seeds of the same case; a plot panel per size
+            info["vocab_size"] += i
+        info["case"] = f"{info['case']}/{i}"
+        if i % 3 == 2:
+            reason = ("dataset ml-1m not available", "too big for this machine", "invalid combination")[i % 9 // 3]
+            not_run.append({**info, "status": "skipped", "reason": reason, "fullname": bench["fullname"]})
+        else:
+            benchmarks.append(bench)
+    data["benchmarks"], data["membed"]["not_run"] = benchmarks, not_run
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_a_1000_case_report_md_stays_under_100_kb(tmp_path, capsys, raw):
+    result = synthetic_result(tmp_path / "big.json", raw, 1000)
+    code, _, _ = run(capsys, result, "--out", tmp_path / "report")
+    assert code == 0
+    size = (tmp_path / "report" / "report.md").stat().st_size
+    assert size < 100 * 1024, size
+    code, out, _ = run(capsys, result, "--format", "csv")
+    assert len(pd.read_csv(io.StringIO(out))) == 1000
+
+
+def test_plot_styles_tell_14_strategies_apart_and_the_take_floor_is_optional(tmp_path):
+    from analysis import plots
+    from analysis.load import load_results
+
+    styles = plots.strategy_styles([f"strategy{i}" for i in range(14)])
+    assert len(set(styles.values())) == 14 and len({color for color, _ in styles.values()}) == 14
+    frame = load_results([FIXTURE])
+    assert plots.take_floor(frame.drop(columns="floor_ratio", errors="ignore")) is None
+    lookups = frame["suite"] == "lookup"
+    with_floor = frame.assign(floor_ratio=frame["gather_ratio"].where(~lookups) * 8.0)
+    with_floor.loc[lookups, "floor_ratio"] = frame.loc[lookups, "gather_ratio"] * 8.0
+    assert plots.take_floor(with_floor[lookups]) == pytest.approx(1 / 8)
+    drawn = []
+    real = plots.Figure.subplots
+
+    def spying(self, *args, **kwargs):
+        axes = real(self, *args, **kwargs)
+        for axis in axes.ravel():
+            original = axis.axhline
+            axis.axhline = lambda y, *a, _o=original, **k: drawn.append((y, k.get("label"))) or _o(y, *a, **k)
+        return axes
+
+    plots.Figure.subplots = spying
+    try:
+        assert plots.plot_lookup_latency(with_floor, tmp_path / "latency.png") is not None
+    finally:
+        plots.Figure.subplots = real
+    assert any(label and label.startswith("np.take floor") and y == pytest.approx(1 / 8) for y, label in drawn)

@@ -1,0 +1,203 @@
+"""The report's first screen: per dataset, the best strategy at each compression level and what it costs.
+
+For each dataset of the accuracy suite and each compression preset (`5x`,
+`20x`, `100x`: the presets named `<n>x`), the case with the lowest val MSE,
+with:
+
+- its val MSE: the mean over the seeds (the same case loaded from several
+  result files) and a 95% confidence half-width when there are several, else
+  the value and "1 seed";
+- its per-id lookup cost: the lookup suite's `gather_ratio` (and `ns_per_id`,
+  `floor_ratio` where records carry them) for the same strategy at the vocab
+  size nearest the dataset's;
+- its train-step peak against its weights: the memory suite's
+  `peak_alloc_bytes_train / (param_bytes + index_bytes)` for the same strategy
+  and optimizer at the nearest size.
+
+A pair `user+item` (the example's) takes the mean of its two strategies'
+lookup ratios and the larger of their train peaks. Pure frames in, frames
+out; `summary_table` wraps the result in a `Table` for the renderers.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pandas as pd
+
+from analysis import schema
+from analysis.frames import Table, ok_rows
+
+# An accuracy preset that names a compression level: `5x`, `20x`, `100x`.
+LEVEL_PATTERN = re.compile(r"^(\d+(?:\.\d+)?)x$")
+# Two-sided 95% Student t quantiles for 1..10 degrees of freedom; beyond that the normal's 1.96 is within 10%.
+T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
+SEED_KEYS = ("dataset", "vocab_size", "strategy", "preset", "optimizer")
+COLUMNS = (
+    "dataset",
+    "ids",
+    "level",
+    "strategy",
+    "optimizer",
+    "val MSE",
+    "± 95% CI",
+    "seeds",
+    "vs full %",
+    "lookup ×gather",
+    "lookup ns/id",
+    "lookup ×np.take",
+    "train peak ×weights",
+)
+
+
+def level_of(preset: object) -> float | None:
+    """The compression of a preset named `<n>x` (`'20x'` -> 20.0); None for any other preset.
+
+    Example:
+        >>> level_of("20x"), level_of("example"), level_of(None)
+        (20.0, None, None)
+    """
+    match = LEVEL_PATTERN.match(preset) if isinstance(preset, str) else None
+    return float(match.group(1)) if match else None
+
+
+def t95(degrees: int) -> float:
+    """The two-sided 95% t quantile for `degrees` degrees of freedom (1.96 past the table)."""
+    return T95[degrees - 1] if 1 <= degrees <= len(T95) else 1.96
+
+
+def seed_means(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per case key of `SEED_KEYS`: mean val MSE, the 95% CI half-width (NaN for one seed), seeds.
+
+    Example:
+        >>> out = seed_means(pd.DataFrame({"dataset": ["d"] * 2, "vocab_size": [9] * 2, "strategy": ["qr"] * 2,
+        ...     "preset": ["5x"] * 2, "optimizer": ["adam"] * 2, "val_mse": [1.0, 1.2]}))
+        >>> out[["val_mse", "seeds"]].values.tolist()
+        [[1.1, 2.0]]
+    """
+    keyed = rows.assign(optimizer=rows["optimizer"].fillna(schema.DEFAULT_OPTIMIZER))
+    records = []
+    for key, group in keyed.groupby(list(SEED_KEYS), sort=True, dropna=False):
+        values = group["val_mse"].to_numpy(dtype="float64")
+        n = len(values)
+        ci = t95(n - 1) * float(np.std(values, ddof=1)) / math.sqrt(n) if n > 1 else np.nan
+        full = group["full_val_mse"].mean() if "full_val_mse" in group else np.nan
+        records.append({**dict(zip(SEED_KEYS, key)), "val_mse": float(values.mean()), "ci": ci, "seeds": float(n),
+                        "full_val_mse": full})
+    return pd.DataFrame(records, columns=[*SEED_KEYS, "val_mse", "ci", "seeds", "full_val_mse"])
+
+
+def nearest(rows: pd.DataFrame, vocab_size: float) -> pd.DataFrame:
+    """The rows of `rows` at the vocab size nearest `vocab_size` on a log scale (ties to the larger)."""
+    sizes = rows["vocab_size"].dropna().unique()
+    if not len(sizes) or not vocab_size or vocab_size <= 0:
+        return rows.iloc[0:0]
+    distance = np.abs(np.log(sizes.astype("float64")) - math.log(vocab_size))
+    best = sizes[np.lexsort((-sizes.astype("float64"), distance))[0]]
+    return rows[rows["vocab_size"] == best]
+
+
+def lookup_cost(frame: pd.DataFrame, strategy: str, vocab_size: float) -> dict[str, float]:
+    """{gather_ratio, ns_per_id, floor_ratio} of `strategy`'s ok lookup cases at the nearest size (NaN if none).
+
+    Where the suite has a batch-size axis, the largest batch (the per-call floor amortised) is taken; the
+    median over whatever rows remain (datasets).
+    """
+    lookups = ok_rows(frame[(frame["suite"] == "lookup") & (frame["strategy"] == strategy)])
+    rows = nearest(lookups, vocab_size)
+    if "batch_size" in rows and rows["batch_size"].notna().any():
+        rows = rows[rows["batch_size"] == rows["batch_size"].max()]
+    return {name: float(rows[name].median()) if name in rows and rows[name].notna().any() else np.nan
+            for name in ("gather_ratio", "ns_per_id", "floor_ratio")}
+
+
+def train_peak_ratio(frame: pd.DataFrame, strategy: str, optimizer: str, vocab_size: float) -> float:
+    """peak_alloc_bytes_train / (param_bytes + index_bytes) of `strategy`'s memory case with `optimizer`.
+
+    At the nearest measured size; the default optimizer's case when none has `optimizer`; NaN without one.
+    """
+    memory = ok_rows(frame[(frame["suite"] == "memory") & (frame["strategy"] == strategy)])
+    if "peak_alloc_bytes_train" not in memory:
+        return np.nan
+    memory = memory.dropna(subset=["peak_alloc_bytes_train"])
+    used = memory["optimizer"].fillna(schema.DEFAULT_OPTIMIZER) if "optimizer" in memory else None
+    if used is not None and (used == optimizer).any():
+        memory = memory[used == optimizer]
+    elif used is not None:
+        memory = memory[used == schema.DEFAULT_OPTIMIZER]
+    rows = nearest(memory, vocab_size)
+    weights = rows["param_bytes"].astype("float64") + rows["index_bytes"].fillna(0).astype("float64")
+    ratios = rows["peak_alloc_bytes_train"].astype("float64") / weights.where(weights > 0)
+    return float(ratios.median()) if ratios.notna().any() else np.nan
+
+
+def best_per_level(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset and compression level, the lowest-val-MSE accuracy case and its costs (`COLUMNS`).
+
+    Args:
+        frame: the loaded frame, with `analysis.frames.with_baseline_mse`'s columns where available.
+
+    Example:
+        >>> best_per_level(frame)[["dataset", "level", "strategy"]].values.tolist()  # doctest: +SKIP
+        [['ml-100k', '5x', 'qr'], ['ml-100k', '20x', 'mixed_dim'], ['ml-100k', '100x', 'qr']]
+    """
+    accuracy = ok_rows(frame[frame["suite"] == "accuracy"]).dropna(subset=["val_mse"])
+    accuracy = accuracy[accuracy["preset"].map(level_of).notna()]
+    if accuracy.empty:
+        return pd.DataFrame(columns=COLUMNS)
+    if "optimizer" not in accuracy:
+        accuracy = accuracy.assign(optimizer=None)
+    means = seed_means(accuracy)
+    means["_level"] = means["preset"].map(level_of)
+    best = means.sort_values(["dataset", "vocab_size", "_level", "val_mse"], kind="stable")
+    best = best.drop_duplicates(["dataset", "vocab_size", "_level"])
+    records = []
+    for _, row in best.iterrows():
+        parts = str(row["strategy"]).split("+")
+        lookups = [lookup_cost(frame, part, row["vocab_size"]) for part in parts]
+        peaks = [train_peak_ratio(frame, part, row["optimizer"], row["vocab_size"]) for part in parts]
+        cost = {name: _combine([c[name] for c in lookups], np.mean) for name in lookups[0]}
+        full = row["full_val_mse"]
+        records.append({
+            "dataset": row["dataset"],
+            "ids": row["vocab_size"],
+            "level": row["preset"],
+            "strategy": row["strategy"],
+            "optimizer": row["optimizer"],
+            "val MSE": row["val_mse"],
+            "± 95% CI": row["ci"],
+            "seeds": row["seeds"],
+            "vs full %": 100.0 * (row["val_mse"] - full) / full if full and not pd.isna(full) else np.nan,
+            "lookup ×gather": cost["gather_ratio"],
+            "lookup ns/id": cost["ns_per_id"],
+            "lookup ×np.take": cost["floor_ratio"],
+            "train peak ×weights": _combine(peaks, np.max),
+        })
+    return pd.DataFrame(records, columns=COLUMNS)
+
+
+def _combine(values: list[float], how) -> float:
+    present = [v for v in values if not pd.isna(v)]
+    return float(how(present)) if len(present) == len(values) and present else np.nan
+
+
+def summary_table(frame: pd.DataFrame) -> Table:
+    """`best_per_level` as the report's first table; columns no row fills are left out, and the note says why."""
+    best = best_per_level(frame)
+    shown = best[[c for c in best.columns if c in ("dataset", "level", "strategy") or best[c].notna().any()]]
+    fitted = frame[frame["suite"] == "accuracy"]
+    if "optimizer" in shown and ("optimizer" not in fitted or fitted["optimizer"].dropna().nunique() <= 1):
+        shown = shown.drop(columns="optimizer")
+    seeds = set(best["seeds"].dropna().astype(int))
+    seed_text = "1 seed per case: the value, no CI" if seeds == {1} else "mean over seeds, ± the 95% CI (t)"
+    note = (
+        "Best = lowest val MSE among the accuracy cases at that preset (compression by bytes). "
+        f"val MSE: {seed_text}. lookup ×gather: the lookup suite's gather_ratio for the strategy at the vocab size "
+        "nearest `ids` (its own default options, not the preset's); ×np.take and ns/id where recorded. "
+        "train peak ×weights: the memory suite's allocator peak of one train step / (param + index bytes), same "
+        "strategy and optimizer, nearest size. A pair a+b: mean of the two lookups, larger of the two peaks."
+    )
+    return Table("Summary: best strategy per compression level", shown.reset_index(drop=True), note, ("dataset",),
+                 lead=True)
