@@ -30,9 +30,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-DRAWS_PER_ID = 10
-ZIPF_EXPONENT = 1.05
-
 
 @dataclasses.dataclass(frozen=True)
 class MeasuredCase:
@@ -186,11 +183,12 @@ CASES: tuple[MeasuredCase, ...] = (
 
 def _counts(case: MeasuredCase) -> Any:
     from membed import strategies
-    from membed.data import zipf_expected_counts
+    from membed.data import DatasetIds
 
     if not strategies.get(case.strategy).needs_counts:
         return None
-    return zipf_expected_counts(case.vocab_size, DRAWS_PER_ID * case.vocab_size, ZIPF_EXPONENT)
+    # The memory suite's counts of the same ids (expected counts of the Zipf stream).
+    return DatasetIds("synthetic-zipf", case.vocab_size).counts()
 
 
 def ratios(cases: tuple[MeasuredCase, ...] = CASES) -> list[Ratio]:
