@@ -301,8 +301,10 @@ def memory_case(spec: dict) -> dict[str, Any]:
 
     keras.utils.set_random_seed(spec["seed"])
     source = DatasetIds.from_dict(spec["ids"])
-    ids = tf.constant(source.sample(batch_size, spec["seed"]))
-    target = tf.constant(make_target(batch_size, dim, spec["seed"]))
+    # Copied into the allocator: `tf.constant` aliases a NumPy buffer or copies it, by its
+    # alignment, so the ids and target were counted in one process and not in the next.
+    ids = tf.raw_ops.DeepCopy(x=tf.constant(source.sample(batch_size, spec["seed"])))
+    target = tf.raw_ops.DeepCopy(x=tf.constant(make_target(batch_size, dim, spec["seed"])))
     counts = source.counts() if strategies.get(name).needs_counts else None
 
     def build_and_lookup():

@@ -26,6 +26,8 @@ from membed.plan import (
     row_wise_hosts,
 )
 from membed.plan import calibration, cli
+from membed.plan.constants import CAST_TENSORS, TABLE_READS
+from membed.plan.estimator import forward_bytes
 from membed.plan.sharding import per_host_bytes
 
 V, DIM = 10_000, 16
@@ -163,9 +165,121 @@ def test_temporaries_are_those_of_the_largest_variable():
 
 def test_lookup_peak_counts_weights_index_and_the_batch():
     e = estimate("full", V, DIM, batch_size=128)
-    assert e.lookup_peak_bytes == e.modelled_lookup_bytes + ALLOCATOR.fixed_bytes
+    slack = ALLOCATOR.fixed_bytes + round(ALLOCATOR.batch_tensors * 128 * DIM * 4)
+    assert e.lookup_peak_bytes == e.modelled_lookup_bytes + slack
     assert e.modelled_lookup_bytes > e.weights.total + 128 * DIM * 4
     assert estimate("full", V, DIM, batch_size=4096).lookup_peak_bytes > e.lookup_peak_bytes
+
+
+# ----- the forward pass, term by term ------------------------------------------------
+B = 256  # ids per batch in the formula tests
+OUT = B * DIM * 4  # one (batch, dim) float32 tensor
+INPUTS = B * 8 + STEP.target_tensors * OUT  # the int64 ids and the caller's target
+
+
+def table(*shape, dtype="float32", trainable=True):
+    return Weight(tuple(shape), dtype, trainable, True)
+
+
+def dense(*shape):
+    return Weight(tuple(shape), "float32", True, False)
+
+
+def test_a_plain_table_gathers_the_output_itself():
+    e = estimate_layout(Layout(V, DIM, (table(V, DIM),)), "sgd", B)
+    assert e.lookup_activations == INPUTS + OUT
+    # The backward keeps the gathered rows and adds the loss's four tensors.
+    assert e.activations == INPUTS + OUT + STEP.loss_tensors * OUT
+
+
+def test_several_tables_are_combined_into_the_output():
+    layout = Layout(V, DIM, (table(100, DIM), table(100, DIM)))  # qr's two blocks
+    f = forward_bytes(layout, B)
+    assert f.lookup == f.kept == 2 * OUT + OUT  # two gathered blocks and their product
+    assert f.widest == OUT
+
+
+def test_tt_cores_are_chained_by_batched_products():
+    cores = (table(10, 1, 4 * 4), table(10, 4, 4 * 4), table(10, 4, 1))  # rank 4, dim 16 = 4 x 4 x 1
+    f = forward_bytes(Layout(1000, DIM, cores), B)
+    gathered = B * 4 * (16 + 64 + 4)
+    # (n, 4, 4) @ (n, 4, 16) -> (n, 4, 16): 64 values; then @ (n, 4, 1) -> (n, 16): the output.
+    products = B * 4 * (64 + 16)
+    assert f.lookup == f.kept == gathered + products
+    assert f.widest == B * 4 * 64  # the middle core, whose gradient outgrows the loss's tensors
+    e = estimate_layout(Layout(1000, DIM, cores), "sgd", B)
+    assert e.activations == INPUTS + f.kept + max(STEP.loss_tensors * OUT, f.widest)
+
+
+def test_a_1d_table_counts_its_index_arithmetic():
+    e = estimate_layout(Layout(V, DIM, (table(5000),)), "sgd", B)  # ROBE's array
+    index = B * DIM * 8  # an int64 per value read
+    assert e.lookup_activations == INPUTS + max(STEP.index_alive * index, OUT + STEP.index_kept * index)
+    assert e.activations == INPUTS + OUT + STEP.index_kept * index + STEP.loss_tensors * OUT
+
+
+def test_stored_tables_are_cast_to_float32():
+    for dtype, item in (("bfloat16", 2), ("int8", 1)):
+        layout = Layout(V, DIM, (table(V, DIM, dtype=dtype, trainable=dtype != "int8"),))
+        f = forward_bytes(layout, B)
+        assert f.lookup == B * DIM * item + CAST_TENSORS[dtype] * OUT
+    assert CAST_TENSORS["int8"] == 2  # cast, then the row's scale
+
+
+def test_masked_blocks_keep_their_projections_and_masks():
+    narrow = 8
+    weights = (table(100, DIM), table(400, narrow), dense(narrow, DIM), dense(DIM,))
+    layout = Layout(500, DIM, weights, index_bytes=2000, reads="masked")
+    assert layout.projections == (dense(narrow, DIM),) and layout.biases == (dense(DIM,),)
+    f = forward_bytes(layout, B)
+    first = OUT + STEP.mask_tensors * OUT  # its rows, the masked rows and the running sum
+    second = B * narrow * 4 + 2 * OUT + STEP.mask_tensors * OUT  # + matmul and bias
+    assert f.kept == first + second
+    assert f.lookup == OUT + max(OUT + OUT, B * narrow * 4 + 2 * OUT + OUT)  # one block at a time
+
+
+def test_partitioned_blocks_read_one_row_per_id():
+    weights = (table(100, DIM), table(400, DIM // 2), dense(DIM // 2, DIM))
+    layout = Layout(500, DIM, weights, index_bytes=2000, reads="one")
+    f = forward_bytes(layout, B)
+    rows = (OUT + B * (DIM // 2) * 4) // 2  # the tables' mean width per id
+    assert f.lookup == f.kept == int(rows + 0.5 * OUT + OUT)  # + half the ids projected, + the stitched output
+
+
+def test_table_reads_come_from_the_strategy():
+    assert TABLE_READS == {"mixed_dim": "one", "example_md": "masked"}
+    assert Layout.of("mixed_dim", V, DIM).reads == "one"
+    assert Layout.of("example_md", V, DIM).reads == "masked"
+    assert Layout.of("qr", V, DIM).reads == "every"
+    assert Layout.from_layer(strategies.build("mixed_dim", 2_000, 8)).reads == "one"
+    with pytest.raises(ValueError, match="Layout: invalid `reads`: 'some'. Use one of: every, one, masked"):
+        Layout(V, DIM, (), reads="some")
+
+
+def test_projections_are_inferred_from_narrow_tables():
+    # mixed_dim and example_md have an index, so their dense weights are not built to be read.
+    mixed = Layout.of("mixed_dim", 10**6, 64)
+    widths = sorted(w.row_values for w in mixed.tables if w.row_values < 64)
+    assert sorted(w.shape for w in mixed.projections) == sorted((w, 64) for w in widths)
+    assert mixed.biases == ()
+    example = Layout.of("example_md", 10**6, 64)
+    assert len(example.projections) == len(example.biases) == 2
+
+
+def test_row_sparse_update_counts_unique_and_the_rows():
+    e = estimate_layout(Layout(V, DIM, (table(5000),)), "sgd", B)  # a 1-D table: an index per value
+    indices = B * DIM
+    gradient = indices * (4 + 8)
+    unique = indices * (8 + 4)  # distinct rows (int64) and each index's position (int32)
+    assert e.step == INPUTS + gradient + unique + STEP.row_update_copies * indices * 4
+
+
+def test_reservation_adds_slack_per_batch_tensor():
+    e = estimate("full", V, DIM, optimizer="sgd", batch_size=B)
+    assert e.batch_tensor_bytes == OUT
+    assert e.reserved_bytes(10**6) == ALLOCATOR.fixed_bytes + round(ALLOCATOR.batch_tensors * OUT)
+    with pytest.raises(ValueError, match="batch_tensors"):
+        Reservation("bad", 0.0, 0, batch_tensors=-1)
 
 
 def test_reservation_is_its_own_part():
@@ -186,6 +300,8 @@ def test_as_dict_has_the_fields_a_record_carries():
     record = estimate("qr", V, DIM, optimizer="rowwise_adagrad").as_dict()
     assert record["estimated_peak_bytes_train"] > record["estimated_peak_bytes_lookup"] > 0
     assert record["optimizer"] == "rowwise_adagrad"
+    # Bytes are ints (the schema's type), whatever float counts the terms use.
+    assert all(type(v) is int for k, v in record.items() if k.endswith("_bytes") or k.startswith("estimated_"))
     json.dumps(record)
 
 
@@ -214,9 +330,8 @@ def test_estimates_land_near_the_measured_peaks():
     ratios = calibration.ratios()
     inside = [r for r in ratios if 0.8 <= r.ratio <= 1.25]
     assert len(ratios) >= 200
-    # 190 of 219 today (the issue's target is 95%; the misses are peaks of a few MiB, where
-    # the allocator's chunk rounding is as large as the difference); losing cases fails here.
-    assert len(inside) >= 0.865 * len(ratios), [r for r in ratios if r not in inside]
+    # The issue's target: 95% of the cases inside [0.8, 1.25] (all 219 today).
+    assert len(inside) >= 0.95 * len(ratios), [r for r in ratios if r not in inside]
     # Where the tables dominate, every case lands.
     big = [r for r in ratios if r.measured_bytes > 100 * 2**20]
     assert len(big) >= 40 and all(0.8 <= r.ratio <= 1.25 for r in big), big

@@ -133,5 +133,6 @@ def test_the_reserved_region_halves_until_the_allocator_grants_it():
 
 
 def test_default_reserve_is_the_estimate_within_available_memory():
-    assert probes.default_reserve_bytes(1 << 20) == 1 << 20
+    assert probes.default_reserve_bytes(1 << 20) == probes.MIN_RESERVE_BYTES
+    assert probes.default_reserve_bytes(1 << 30) == 1 << 30
     assert probes.default_reserve_bytes(10**18) < 10**18

@@ -1,22 +1,21 @@
 """The estimator's constants, in one place, each with where it comes from.
 
-Two kinds:
+Three kinds:
 
 * exact ones, from how the optimizers are written (`OPTIMIZERS`: the state
   each keeps per table row and per dense value; see `membed.optim`);
-* empirical ones (`STEP`, the two `Reservation`s), fitted to the allocator
-  peaks listed in `calibration.CASES`: 112 cases (13 strategies, V = 1e3 to
-  1e8, dims 32 / 64 / 128, the five optimizers), measured one at a time by
-  the memory suite's harness on this machine (TensorFlow 2.21 CPU, Keras
-  3.15, BFC allocator, batch 4096, one eager step of an MSE loss, Zipf ids).
-  `calibration.ratios()` gives measured / estimated for each; the constants
-  were chosen (coordinate search) for the most ratios inside [0.8, 1.25]:
-  191 of 219 (87%) then; 190 of 219, 131 of the 144 peaks above 20 MiB and
-  all 54 above 100 MiB since the adagrad rows were re-measured. The misses are peaks of 2-10 MiB, where the allocator's
-  rounding of a single batch tensor (up to 2x a request, see
-  `calibration`) is as large as the difference, and strategy-specific
-  intermediates (TT's core products, ROBE's index arithmetic) that the
-  per-table terms only average. `tests/test_plan.py` holds those numbers.
+* counted ones, read from an op-by-op trace of one eager step (how it is
+  taken: `calibration`): the tensors of the loss, of a 1-D table's index
+  arithmetic, of masked blocks, of a stored table's casts, the lookups that
+  read one table per id (`TABLE_READS`), and the allocator's slack;
+* empirical ones (`StepConstants.dense_activations`, `row_update_copies`,
+  `dense_copies`, `densified_copies`), fitted to the allocator peaks listed
+  in `calibration.CASES`: 112 cases (13 strategies, V = 1e3 to 1e8, dims
+  32 / 64 / 128, the five optimizers), measured one at a time by the memory
+  suite's harness on this machine (TensorFlow 2.21 CPU, Keras 3.15, BFC
+  allocator, batch 4096 unless stated, one eager step of an MSE loss, Zipf
+  ids). `calibration.ratios()` gives measured / estimated for each;
+  `tests/test_plan.py` holds how many land in [0.8, 1.25].
 
 This replaces the heuristics of `membed.measure.sizes`: `SAFETY_FACTOR` 2.5 x
 (Adam state + `ACTIVATION_VALUES_PER_OUTPUT` 16 float32 values per output
@@ -28,6 +27,7 @@ where an estimate is compared with a measurement or planned onto a host.
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
 # ----- optimizer state: exact, from the update rules ------------------------------
 
@@ -83,37 +83,58 @@ ITEMSIZE = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "int64": 8,
 # Ids reach a layer as int64; outputs, gradients and row-wise accumulators are float32.
 ID_BYTES = 8
 COMPUTE_BYTES = 4
+# (batch, dim) float32 tensors that turn a stored table's gathered rows into
+# float32 ones (membed.strategies.storage): a 16-bit row is cast; an int8
+# row is cast and multiplied by its row's scale.
+CAST_TENSORS = {"float32": 0, "float16": 1, "bfloat16": 1, "int8": 2}
 
 
-# ----- what a step allocates: empirical ----------------------------------------
+# ----- how a lookup reads its tables ------------------------------------------------
+TableReads = Literal["every", "one", "masked"]
+READ_MODES: tuple[str, ...] = ("every", "one", "masked")
+# A strategy's lookup reads a row of every table per id unless listed here
+# (its `lookup` in membed.strategies): mixed_dim partitions the ids by block
+# (`tf.dynamic_partition`), so each id reads one block; example_md, as the
+# Keras example does, reads every block for every id, masks the rows of ids
+# outside it and sums the blocks.
+TABLE_READS: dict[str, TableReads] = {"mixed_dim": "one", "example_md": "masked"}
+
+
+# ----- what a step allocates --------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
 class StepConstants:
     """Per-batch tensors and optimizer temporaries, in copies of what they are sized by.
 
+    The first five are counts of tensors, read from a trace of one eager
+    step (every op's outputs and the allocator's bytes after it; see
+    `calibration`); the last four are fitted to `calibration.CASES`.
+
     Attributes:
-        lookup_outputs: (batch, dim) float32 tensors alive at the lookup's
-            peak: the output, the measuring harness's target and the
-            combining temporaries of strategies that sum several rows.
-        train_outputs: (batch, dim) float32 tensors alive at the backward
-            pass's peak: output, target, the loss's difference and square,
-            the output's gradient.
-        update_alive: the share of the backward pass's per-batch tensors
-            still alive while the optimizer updates (the gradients it is
-            handed, the target).
-        flat_gather_bytes: bytes per value a 1-D table's lookup allocates
-            (ROBE reads `dim` values per id: the float32 value and the
-            int64 index arithmetic that locates it).
-        gathered: copies of each gathered (batch, row) block alive at the
-            lookup's peak (the gather's result, its cast), unless the gather
-            is the output itself (one float32 table of `dim`-wide rows).
-        train_gathered: the same at a train step's peak.
-        row_update_copies: temporaries of a row-sparse update of the
-            largest table, in copies of its sparse gradient (the summed
-            rows, the rows of each slot read and written).
+        target_tensors: (batch, dim) float32 tensors the caller holds
+            beside the ids in both phases (the memory suite's target).
+        loss_tensors: (batch, dim) float32 tensors the loss's backward
+            pass allocates while the forward's are kept (the MSE's
+            difference, its square, the mean's broadcast gradient and its
+            scaled copy); the backward peaks at the forward's tensors plus
+            these, or plus the gradient of the widest gathered block
+            (TT's middle core), whichever is larger.
+        index_alive: int64 values per output value alive at the peak of a
+            1-D table's lookup (ROBE: the tiled offsets, their sum with the
+            row's base, its modulo the array's size).
+        index_kept: the same kept for the backward pass (the gather's
+            indices, which its sparse gradient holds).
+        mask_tensors: (batch, dim) float32 tensors a masked block keeps
+            (`reads="masked"`: the rows times the mask, the running sum).
         dense_activations: float32 values per id per (fan_in + fan_out) of
-            each dense kernel (an MLP's hidden layers, kept for backward).
+            each dense kernel that is not a table's projection (an MLP's
+            layers: matmul, bias, activation, kept for backward).
+        row_update_copies: temporaries of a row-sparse update of a table
+            besides `tf.unique`'s (whose int64 rows and int32 positions are
+            counted as they are), in copies of its gathered rows' float32
+            values (the summed rows, the rows of each slot read and
+            written); the update's peak is that of its largest table.
         dense_copies: gradient and update temporaries of a dense weight, in
             copies of it, for row-sparse optimizers.
         densified_copies: temporaries of Keras's Adam per trainable value,
@@ -122,33 +143,32 @@ class StepConstants:
             state, not here).
     """
 
-    lookup_outputs: float
-    train_outputs: float
-    update_alive: float
-    flat_gather_bytes: float
-    gathered: float
-    train_gathered: float
-    row_update_copies: float
+    target_tensors: float
+    loss_tensors: float
+    index_alive: float
+    index_kept: float
+    mask_tensors: float
     dense_activations: float
+    row_update_copies: float
     dense_copies: float
     densified_copies: float
 
 
-# Fitted to `calibration.CASES` (see the module's docstring). Anchors: `full`
-# at V = 1e6 with Keras's Adam peaks at 1,466.9 MiB = table 244.1 + moments
-# 488.3 + 3.0 x 244.1 of densified temporaries; with SGD at 251.2 MiB = the
-# table + 7.1 MiB of batch tensors (ids, 6 output-sized tensors, the sparse
-# gradient); a lookup is the table + 2 output-sized tensors (its output, the
-# harness's target).
+# Anchors (calibration.CASES, 1 MiB = one (4096, 64) float32 tensor): `full`
+# at V = 1e6 with Keras's Adam peaks at 1,467.8 MiB = table 244.1 + moments
+# 488.3 + 3.0 x 244.1 of densified temporaries + the batch's ids, target and
+# gradient; with SGD at 251.1 MiB = the table + 6 output-sized tensors (the
+# target, the gathered rows, the loss's four) + the ids (32 KiB) + 0.9 MiB
+# of slack; its lookup at 247.1 MiB = the table + 2 output-sized tensors
+# (the gathered rows, the target) + the ids + the same slack.
 STEP = StepConstants(
-    lookup_outputs=2.0,
-    train_outputs=6.0,
-    update_alive=0.5,
-    flat_gather_bytes=32.0,
-    gathered=1.0,
-    train_gathered=0.5,
-    row_update_copies=0.5,
+    target_tensors=1.0,
+    loss_tensors=4.0,
+    index_alive=3.0,
+    index_kept=1.0,
+    mask_tensors=2.0,
     dense_activations=1.8,
+    row_update_copies=0.5,
     dense_copies=3.0,
     densified_copies=3.0,
 )
@@ -170,37 +190,46 @@ class Reservation:
         name: what it reserves for.
         share: fraction of the modelled bytes added on top.
         fixed_bytes: bytes added whatever the size.
+        batch_tensors: (batch, dim) float32 tensors added on top: slack
+            that follows the batch, not the tables.
         source: where the numbers come from.
 
     Example:
         >>> Reservation("x", share=0.1, fixed_bytes=100).bytes_for(1000)
         200
+        >>> Reservation("x", share=0.0, fixed_bytes=0, batch_tensors=0.5).bytes_for(1000, batch_tensor_bytes=64)
+        32
     """
 
     name: str
     share: float
     fixed_bytes: int
+    batch_tensors: float = 0.0
     source: str = ""
 
     def __post_init__(self) -> None:
-        if self.share < 0 or self.fixed_bytes < 0:
+        if self.share < 0 or self.fixed_bytes < 0 or self.batch_tensors < 0:
             raise ValueError(
-                f"Reservation {self.name!r}: `share` and `fixed_bytes` must be >= 0; "
-                f"got {self.share!r} and {self.fixed_bytes!r}."
+                f"Reservation {self.name!r}: `share`, `fixed_bytes` and `batch_tensors` must be >= 0; "
+                f"got {self.share!r}, {self.fixed_bytes!r} and {self.batch_tensors!r}."
             )
 
-    def bytes_for(self, modelled_bytes: int) -> int:
-        """The reserved bytes on top of `modelled_bytes`."""
-        return int(round(self.share * modelled_bytes)) + int(self.fixed_bytes)
+    def bytes_for(self, modelled_bytes: int, batch_tensor_bytes: int = 0) -> int:
+        """The reserved bytes on top of `modelled_bytes`, for a batch whose (batch, dim) tensor has `batch_tensor_bytes`."""
+        return (int(round(self.share * modelled_bytes)) + int(self.fixed_bytes)
+                + int(round(self.batch_tensors * batch_tensor_bytes)))
 
 
 MIB = 2**20
 
-# For comparing with TensorFlow's allocator peak (`peak_alloc_bytes_*`): the
-# BFC allocator's chunk rounding and the small tensors of eager ops (shapes,
-# scalars, the range check); 1 MiB fitted with STEP (0 to 1 MiB tried).
-ALLOCATOR = Reservation("allocator", share=0.0, fixed_bytes=1 * MIB,
-                        source="fitted with STEP to calibration.CASES: about 1 MiB of small tensors and rounding")
+# For comparing with TensorFlow's allocator peak (`peak_alloc_bytes_*`). The
+# BFC allocator hands a request a whole free chunk when that chunk is less
+# than twice the request, so a batch tensor that reuses a freed chunk can
+# count up to twice its size: half a (batch, dim) tensor on average (full at
+# V = 1e3: 1.25 MiB for a 1 MiB gather; hash: 1.86 MiB). Plus the
+# small tensors of eager ops (shapes, scalars, the range check): 128 KiB.
+ALLOCATOR = Reservation("allocator", share=0.0, fixed_bytes=MIB // 8, batch_tensors=0.5,
+                        source="op traces of one step: chunks of up to 2x a batch tensor; 128 KiB of small tensors")
 
 # For planning a host: the process's runtime plus a margin. A Python process
 # that imported TensorFlow 2.21 and Keras 3.15 and ran one op holds 559 MiB

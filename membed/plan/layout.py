@@ -18,7 +18,7 @@ import dataclasses
 import math
 from typing import Any, Iterable, Mapping
 
-from membed.plan.constants import ITEMSIZE
+from membed.plan.constants import ITEMSIZE, READ_MODES, TABLE_READS, TableReads
 
 
 def itemsize(dtype: str) -> int:
@@ -104,6 +104,10 @@ class Layout:
         weights: every weight (tables, dense weights, non-trainable scales).
         index_bytes: bytes of non-parameter id-mapping state (mixed_dim's
             id -> row map); not trained.
+        reads: how a lookup reads the tables (`constants.TableReads`):
+            `every` table per id (the default), `one` table per id
+            (mixed_dim's partition) or every table `masked` and summed
+            (example_md's blocks).
 
     Example:
         >>> Layout.of("full", 1000, 64).weights
@@ -114,6 +118,11 @@ class Layout:
     dim: int
     weights: tuple[Weight, ...]
     index_bytes: int = 0
+    reads: TableReads = "every"
+
+    def __post_init__(self) -> None:
+        if self.reads not in READ_MODES:
+            raise ValueError(f"Layout: invalid `reads`: {self.reads!r}. Use one of: {', '.join(READ_MODES)}.")
 
     @classmethod
     def of(cls, strategy: str, vocab_size: int, dim: int, options: Mapping[str, Any] | None = None,
@@ -145,15 +154,18 @@ class Layout:
         dense_shapes = None
         if _dense_values(cost) and not cost.index_bytes and cost.storage == "float32":
             dense_shapes = _dense_shapes(strategy, vocab_size, dim, dict(options or {}), counts)
-        return cls.from_cost(cost, vocab_size, dim, dense_shapes)
+        return cls.from_cost(cost, vocab_size, dim, dense_shapes, reads=TABLE_READS.get(strategy, "every"))
 
     @classmethod
     def from_cost(cls, cost, vocab_size: int, dim: int,
-                  dense_shapes: Iterable[tuple[int, ...]] | None = None) -> "Layout":
+                  dense_shapes: Iterable[tuple[int, ...]] | None = None, reads: TableReads = "every") -> "Layout":
         """The layout of a `membed.strategies.Cost`: its `tables` in its `storage`, the rest dense float32.
 
         int8 tables and their float32 scales are not trainable. `dense_shapes`,
-        when given and adding up to the dense values, split the dense block.
+        when given and adding up to the dense values, split the dense block;
+        otherwise, when the dense values are exactly a `(width, dim)`
+        projection (and a `(dim,)` bias) per table narrower than `dim`, as
+        mixed-dimension blocks are projected up to `dim`, they are those.
 
         Example:
             >>> from membed.strategies import Cost
@@ -170,9 +182,9 @@ class Layout:
         dense = _dense_values(cost)
         shapes = [tuple(int(d) for d in s) for s in (dense_shapes or ())]
         if dense and sum(math.prod(s) for s in shapes) != dense:
-            shapes = [(dense,)]
+            shapes = _projection_shapes(tables, int(dim), dense) or [(dense,)]
         weights += [Weight(shape, "float32", True, False) for shape in shapes if math.prod(shape)]
-        layout = cls(int(vocab_size), int(dim), tuple(weights), int(cost.index_bytes))
+        layout = cls(int(vocab_size), int(dim), tuple(weights), int(cost.index_bytes), reads)
         if layout.weight_bytes.total != cost.param_bytes:
             raise ValueError(
                 f"Layout.from_cost: the tables and dense weights come to {layout.weight_bytes.total} bytes, "
@@ -201,11 +213,25 @@ class Layout:
             table = name in names if names is not None else (w.trainable and len(shape) >= 2)
             weights.append(Weight(shape, _dtype_name(w.dtype), bool(w.trainable), bool(table)))
         return cls(int(getattr(layer, "vocab_size", 0)), int(getattr(layer, "dim", 0)), tuple(weights),
-                   int(getattr(layer, "index_bytes", 0)))
+                   int(getattr(layer, "index_bytes", 0)), TABLE_READS.get(getattr(layer, "strategy_name", ""), "every"))
 
     @property
     def tables(self) -> tuple[Weight, ...]:
         return tuple(w for w in self.weights if w.table)
+
+    @property
+    def projections(self) -> tuple[Weight, ...]:
+        """Dense `(width, dim)` kernels that project a table narrower than `dim` up to it."""
+        widths = {w.row_values for w in self.tables if len(w.shape) == 2 and w.row_values < self.dim}
+        return tuple(w for w in self.weights if not w.table and w.trainable and len(w.shape) == 2
+                     and w.shape[1] == self.dim and w.shape[0] in widths)
+
+    @property
+    def biases(self) -> tuple[Weight, ...]:
+        """Dense `(dim,)` vectors added to a projection's output."""
+        if not self.projections:
+            return ()
+        return tuple(w for w in self.weights if not w.table and w.trainable and w.shape == (self.dim,))
 
     @property
     def weight_bytes(self) -> Bytes:
@@ -239,6 +265,19 @@ def _dense_values(cost) -> int:
     table_values = sum(math.prod(shape) for shape in tables)
     scales = _scale_count(tables) if getattr(cost, "storage", "float32") == "int8" else 0
     return int(cost.params) - table_values - scales
+
+
+def _projection_shapes(tables, dim: int, dense: int) -> list[tuple[int, ...]] | None:
+    """A `(width, dim)` kernel (and a `(dim,)` bias, if that is what adds up) per table narrower than `dim`."""
+    kernels = [(int(shape[1]), dim) for shape in tables if len(shape) == 2 and int(shape[1]) < dim]
+    if not kernels:
+        return None
+    values = sum(w * d for w, d in kernels)
+    if values == dense:
+        return kernels
+    if values + dim * len(kernels) == dense:
+        return [shape for kernel in kernels for shape in (kernel, (dim,))]
+    return None
 
 
 def _scale_count(tables) -> int:
