@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import compare, frames, gate, render
+from analysis import compare, frames, gate, render, sharded
 from analysis.frames import Table
 from analysis.load import ResultError, latest_run, load_results, load_run
 
@@ -151,7 +151,7 @@ def write_out(out_dir: str, frame: pd.DataFrame, tables: Sequence[Table], title:
 
 def run_report(args: argparse.Namespace) -> int:
     frame, paths, _ = load_inputs(args)
-    tables = frames.report_tables(frame)
+    tables = [*frames.report_tables(frame), *sharded.sharded_tables(frame)]
     summary = f"{len(frame)} cases from {', '.join(paths)}; " + ", ".join(
         f"{count} {status}" for status, count in frame["status"].value_counts().sort_index().items()
     )

@@ -11,6 +11,13 @@ exit code 2. Arguments are checked before TensorFlow is imported.
 Example:
     python -m membed.plan --vocab-size 1e9 --dim 128 --optimizer rowwise_adagrad --host-memory 24GiB
     python -m membed.plan --vocab-size 1e7 --dim 64 --optimizer adam --host-memory 16GB --strategies full,qr --json
+    python -m membed.plan --vocab-size 1e9 --dim 128 --optimizer rowwise_adagrad --devices 8 --device-memory 80GiB
+
+With `--devices N --device-memory X` it also prints what each of N devices
+holds with the tables sharded row-wise (`devices.py`: weights, optimizer
+state and index per device, the training peak, whether it fits X) and how
+many such devices each strategy needs at V = 1e8, 1e9 and 1e10; without
+`--host-memory` a host is one device.
 """
 
 from __future__ import annotations
@@ -264,7 +271,12 @@ def build_parser(prog: str = DEFAULT_PROG) -> argparse.ArgumentParser:
     parser.add_argument("--dim", required=True, help="embedding dimension, e.g. 128")
     parser.add_argument("--optimizer", default=DEFAULT_OPTIMIZER,
                         help=f"one of {', '.join(OPTIMIZER_NAMES)} (default: %(default)s)")
-    parser.add_argument("--host-memory", required=True, help="memory of one host, e.g. 24GiB, 512MB, 1e9")
+    parser.add_argument("--host-memory", default=None,
+                        help="memory of one host, e.g. 24GiB, 512MB, 1e9 (required unless --device-memory is given)")
+    parser.add_argument("--devices", default=None,
+                        help="devices the tables are sharded over (row-wise): per-device bytes and whether they fit, "
+                             "and the devices each strategy needs at V = 1e8, 1e9, 1e10; needs --device-memory")
+    parser.add_argument("--device-memory", default=None, help="memory of one device, e.g. 80GiB (with --devices)")
     parser.add_argument("--strategies", default=None, help="comma-separated names (default: every registered one)")
     parser.add_argument("--batch-size", default=str(DEFAULT_BATCH_SIZE),
                         help="ids per step on each host (default: %(default)s)")
@@ -282,6 +294,8 @@ class PlanArgs:
     batch_size: int
     strategies: tuple[str, ...] | None
     json: bool
+    devices: int | None = None
+    device_memory_bytes: int | None = None
 
 
 def check_args(args: argparse.Namespace) -> PlanArgs:
@@ -294,14 +308,25 @@ def check_args(args: argparse.Namespace) -> PlanArgs:
         names = tuple(n.strip() for n in args.strategies.split(",") if n.strip())
         if not names:
             raise PlanError(f"--strategies: no strategy named in {args.strategies!r}; give comma-separated names.")
+    if (args.devices is None) != (args.device_memory is None):
+        raise PlanError("--devices and --device-memory go together: give both (e.g. --devices 8 --device-memory "
+                        "80GiB), or neither.")
+    device_memory = parse_size(args.device_memory, "--device-memory") if args.device_memory is not None else None
+    if args.host_memory is None and device_memory is None:
+        raise PlanError("--host-memory is required (e.g. --host-memory 24GiB), unless --devices and "
+                        "--device-memory are given.")
     return PlanArgs(
         vocab_size=parse_count(args.vocab_size, "--vocab-size"),
         dim=parse_count(args.dim, "--dim"),
         optimizer=args.optimizer,
-        host_memory_bytes=parse_size(args.host_memory, "--host-memory"),
+        # Without a host's memory, a host is one device: the `hosts` column is the devices this size needs.
+        host_memory_bytes=parse_size(args.host_memory, "--host-memory") if args.host_memory is not None
+        else device_memory,
         batch_size=parse_count(args.batch_size, "--batch-size"),
         strategies=names,
         json=bool(args.json),
+        devices=parse_count(args.devices, "--devices") if args.devices is not None else None,
+        device_memory_bytes=device_memory,
     )
 
 
@@ -335,15 +360,32 @@ def main(argv: Sequence[str] | None = None, prog: str = DEFAULT_PROG) -> int:
             valid = ", ".join(strategies.names())
             raise PlanError(f"--strategies: unknown strategy {unknown[0]!r}. Use one of: {valid}.")
         rows = plan_rows(names, plan.vocab_size, plan.dim, plan.optimizer, plan.batch_size, plan.host_memory_bytes)
+        on_devices = None
+        if plan.devices is not None:
+            from membed.plan import devices
+
+            on_devices = {
+                "devices": plan.devices, "device_memory_bytes": plan.device_memory_bytes,
+                "rows": devices.device_rows(rows, plan.devices, plan.optimizer, plan.device_memory_bytes,
+                                            plan.batch_size),
+                "devices_needed": devices.scale_rows(names, plan.dim, plan.optimizer, plan.device_memory_bytes,
+                                                     plan.batch_size),
+            }
     except PlanError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
     header = {"vocab_size": plan.vocab_size, "dim": plan.dim, "optimizer": plan.optimizer,
               "batch_size": plan.batch_size, "host_memory_bytes": plan.host_memory_bytes}
     if plan.json:
+        extra = {"on_devices": on_devices} if on_devices is not None else {}
         print(json.dumps({**header, "reservation": dataclasses.asdict(HOST),
-                          "rows": [row.as_dict() for row in rows],
+                          "rows": [row.as_dict() for row in rows], **extra,
                           "seconds": round(time.perf_counter() - started, 3)}))
     else:
         render_table(rows, header)
+        if on_devices is not None:
+            from membed.plan.devices import render_devices
+
+            render_devices(on_devices["rows"], on_devices["devices_needed"],
+                           {**header, "devices": plan.devices, "device_memory_bytes": plan.device_memory_bytes})
     return 0
