@@ -17,6 +17,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 EXIT_USAGE = 2
 PLAN_PROG = "python -m membed plan"
+RATING_DIM, RATING_BATCH_SIZE = 64, 128
+# membed.ctr's DEFAULT_DIM and fit_ctr's batch size, repeated so that --help needs no TensorFlow.
+CTR_DATASET, CTR_DIM, CTR_BATCH_SIZE = "synthetic-ctr", 16, 1024
 
 
 class CliError(Exception):
@@ -40,10 +43,13 @@ def _parser() -> argparse.ArgumentParser:
 
     def data_args(sub):
         sub.add_argument("--dataset", required=True,
-                         help="ml-100k, ml-1m, ml-latest-small, ml-20m, ml-25m (train also: synthetic)")
-        _add_option(sub, "--epochs", int, 3, "training epochs")
-        _add_option(sub, "--dim", int, 64, "embedding dimension")
-        _add_option(sub, "--batch-size", int, 128, "ratings per training step")
+                         help="ml-100k, ml-1m, ml-latest-small, ml-20m, ml-25m (train also: synthetic, synthetic-ctr)")
+        _add_option(sub, "--epochs", int, 3, "training epochs; for synthetic-ctr, the budget of early stopping")
+        sub.add_argument("--dim", type=int, default=None,
+                         help=f"embedding dimension, {CTR_DIM} for synthetic-ctr (default: {RATING_DIM})")
+        sub.add_argument("--batch-size", type=int, default=None,
+                         help=f"rows per training step, {CTR_BATCH_SIZE} for synthetic-ctr "
+                              f"(default: {RATING_BATCH_SIZE})")
         _add_option(sub, "--seed", int, 42, "seed of the split, the initial weights and synthetic data")
         sub.add_argument("--data-dir", default=None,
                          help="folder holding extracted ml-* folders, searched before $MEMBED_DATA_DIR and the cache")
@@ -60,16 +66,22 @@ def _parser() -> argparse.ArgumentParser:
     reproduce = commands.add_parser("reproduce", help="the Keras example's experiment on a MovieLens variant")
     data_args(reproduce)
 
-    train = commands.add_parser("train", help="train the rating model with any pair of strategies")
+    train = commands.add_parser("train", help="train the rating model with any pair of strategies "
+                                              "(or the click-through model on synthetic-ctr)")
     data_args(train)
-    train.add_argument("--user", required=True, help="STRATEGY[:key=value,...] for users")
-    train.add_argument("--item", required=True, help="STRATEGY[:key=value,...] for items")
+    train.add_argument("--user", help="STRATEGY[:key=value,...] for users (rating datasets; required there)")
+    train.add_argument("--item", help="STRATEGY[:key=value,...] for items (rating datasets; required there)")
     synthetic = train.add_argument_group("synthetic dataset")
     _add_option(synthetic, "--num-users", int, 10_000, "user vocabulary size")
     _add_option(synthetic, "--num-items", int, 5_000, "item vocabulary size")
     _add_option(synthetic, "--num-ratings", int, 200_000, "number of ratings")
     _add_option(synthetic, "--rank", int, 8, "rank of the planted model")
     _add_option(synthetic, "--noise-sigma", float, 0.3, "noise standard deviation; its square is the best MSE")
+    ctr = train.add_argument_group("synthetic-ctr dataset (DLRM-style click-through model, membed.ctr)")
+    ctr.add_argument("--strategy", help="the strategy on every field of more than 1,000 ids (required there)")
+    _add_option(ctr, "--preset", str, "20x", "the strategy's preset: 5x, 20x, 100x, ... (full: baseline)")
+    _add_option(ctr, "--num-rows", int, 100_000, "rows (80%% train, 10%% validation, 10%% test)")
+    _add_option(ctr, "--patience", int, 1, "early stopping: epochs without a better validation log loss")
     return parser
 
 
@@ -179,10 +191,62 @@ def _reproduce_command(args) -> int:
     return 0
 
 
+def _train_ctr_command(args) -> int:
+    """`train --dataset synthetic-ctr`: one preset of one strategy on every large field, fit with early stopping."""
+    from membed import ctr, data
+
+    ctr_data = data.synthetic_ctr(args.num_rows, seed=args.seed)
+    presets = {p.preset: p for p in ctr.ctr_presets(args.strategy, ctr_data, args.dim)}
+    if args.strategy == "full":
+        args.preset = "baseline"
+    if args.preset not in presets:
+        raise CliError(f"Unknown --preset {args.preset!r} for {args.strategy}. Use one of: {', '.join(presets)}.")
+    preset = presets[args.preset]
+    if preset.error:
+        raise CliError(f"{args.strategy} preset {args.preset} cannot be built here: {preset.error}")
+    result = {"dataset": ctr_data.name, "strategy": args.strategy, "preset": args.preset, "num_rows": len(ctr_data),
+              "cardinalities": list(ctr_data.cardinalities), "dim": args.dim, "optimizer": args.optimizer,
+              "learning_rate": args.learning_rate or ctr.CTR_LEARNING_RATES.get(args.optimizer)}
+    if args.dry_run:
+        from membed.train import set_seed
+
+        set_seed(args.seed)
+        result["params"] = int(ctr.build_ctr_model(ctr_data, preset, args.dim).count_params())
+    else:
+        train_idx, val_idx, test_idx = data.train_val_test_split(len(ctr_data), seed=args.seed)
+        fit = ctr.fit_ctr(ctr_data, preset, train_idx, val_idx, test_idx, dim=args.dim, max_epochs=args.epochs,
+                          patience=args.patience, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                          optimizer=args.optimizer, seed=args.seed)
+        result.update(fit.as_dict(), fit_seconds=round(fit.fit_seconds, 3))
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    fields = ", ".join(map(str, ctr_data.cardinalities))
+    table = Table(title=f"{ctr_data.name}: {len(ctr_data):,} rows, fields of {fields} ids")
+    columns = ("model", "params", "val log loss per epoch", "test AUC", "test log loss", "Bayes log loss",
+               "excess log loss", "fit s")
+    for column in columns:
+        table.add_column(column)
+    if args.dry_run:
+        table.add_row(f"{args.strategy} {args.preset}", f"{result['params']:,}", *["-"] * 6)
+    else:
+        table.add_row(f"{args.strategy} {args.preset}", f"{result['params']:,}",
+                      " ".join(f"{v:.4f}" for v in result["val_logloss"]) + f" (best {result['best_epoch']})",
+                      f"{result['test_auc']:.4f}", f"{result['test_logloss']:.4f}", f"{result['planted_logloss']:.4f}",
+                      f"{result['excess_logloss']:.4f}", str(result["fit_seconds"]))
+    Console().print(table)
+    return 0
+
+
 def _train_command(args) -> int:
     from membed import strategies
     from membed.presets import Pair
 
+    if args.dataset == CTR_DATASET:
+        return _train_ctr_command(args)
     user, user_options = strategies.parse_spec(args.user)
     item, item_options = strategies.parse_spec(args.item)
     pair = Pair("custom", user, item, strategies.registry.resolve_options(user, user_options),
@@ -202,9 +266,25 @@ def _check_early(args) -> None:
     if getattr(args, "epochs", 1) < 1:
         raise CliError(f"invalid --epochs: {args.epochs}. It must be >= 1.")
     dataset = getattr(args, "dataset", None)
-    valid = (*data.MOVIELENS, "synthetic") if args.command == "train" else data.MOVIELENS
+    valid = (*data.MOVIELENS, "synthetic", CTR_DATASET) if args.command == "train" else data.MOVIELENS
     if dataset is not None and dataset not in valid:
         raise CliError(f"Unknown dataset {dataset!r}. Use one of: {', '.join(valid)}.")
+    if dataset is None:
+        return
+    ctr = dataset == CTR_DATASET
+    if args.dim is None:
+        args.dim = CTR_DIM if ctr else RATING_DIM
+    if args.batch_size is None:
+        args.batch_size = CTR_BATCH_SIZE if ctr else RATING_BATCH_SIZE
+    if args.command != "train":
+        return
+    if ctr and not args.strategy:
+        raise CliError(f"--dataset {CTR_DATASET} needs --strategy (one per model; --user and --item are for ratings).")
+    if not ctr and not (args.user and args.item):
+        raise CliError(f"--dataset {dataset} needs --user and --item (--strategy is for {CTR_DATASET}).")
+    for option, value, low in (("--num-rows", args.num_rows, 10), ("--patience", args.patience, 1)):
+        if ctr and value < low:
+            raise CliError(f"invalid {option}: {value}. It must be >= {low}.")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,6 +1,14 @@
 """Ratings data: MovieLens loaders with a verified download cache, synthetic ids and planted ratings, splits,
 and the id streams of a dataset (`DatasetIds`)."""
 
+from membed.data.ctr import (
+    CTR_DATASET,
+    CtrData,
+    binary_auc,
+    binary_logloss,
+    planted_ctr_logits,
+    synthetic_ctr,
+)
 from membed.data.download import (
     DataError,
     DatasetUnavailable,
@@ -27,7 +35,7 @@ from membed.data.movielens import (
     load_movielens,
     read_ratings,
 )
-from membed.data.split import random_split
+from membed.data.split import random_split, train_val_test_split
 from membed.data.synthetic import (
     planted_expected_ratings,
     planted_ratings,
@@ -37,9 +45,11 @@ from membed.data.synthetic import (
 )
 
 __all__ = [
+    "CTR_DATASET",
     "MOVIELENS",
     "SIDES",
     "SYNTHETIC_DATASETS",
+    "CtrData",
     "DataError",
     "DatasetIds",
     "DatasetInfo",
@@ -47,6 +57,8 @@ __all__ = [
     "RatingsData",
     "SourceHints",
     "archive_url",
+    "binary_auc",
+    "binary_logloss",
     "clear_failed_downloads",
     "dataset_info",
     "default_cache_dir",
@@ -56,10 +68,13 @@ __all__ = [
     "find_movielens",
     "load_movielens",
     "load_ratings",
+    "planted_ctr_logits",
     "planted_expected_ratings",
     "planted_ratings",
     "random_split",
+    "train_val_test_split",
     "read_ratings",
+    "synthetic_ctr",
     "uniform_ids",
     "zipf_expected_counts",
     "zipf_ids",
