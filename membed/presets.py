@@ -85,7 +85,8 @@ def fit_pair(pair: Pair, data, train_idx, val_idx, dim: int = 64, storages: tupl
 
     A strategy with `trains_as` (int8 tables) is trained as that strategy and
     converted after training; the per-epoch lists are the float model's, and
-    the final entries are replaced by the converted model's evaluation.
+    the kept epoch's entries (`best_epoch`) and the test metrics are the
+    converted model's.
 
     Args:
         storages: storages to evaluate the trained pair in again (see
@@ -93,7 +94,7 @@ def fit_pair(pair: Pair, data, train_idx, val_idx, dim: int = 64, storages: tupl
         **train_options: `membed.train.train_model`'s options (epochs, seed, ...).
     """
     from membed.model import pair_model, rating_model
-    from membed.train import compile_for_ratings, make_dataset, set_seed, train_model
+    from membed.train import compile_for_ratings, evaluate_ratings, set_seed, train_model
 
     set_seed(train_options.get("seed", 0))
     user_cls, item_cls = strategies.get(pair.user), strategies.get(pair.item)
@@ -111,10 +112,13 @@ def fit_pair(pair: Pair, data, train_idx, val_idx, dim: int = 64, storages: tupl
             item_layer = item_cls.from_trained(item_layer, **pair.item_options)
         model = rating_model(user_layer, item_layer)
         compile_for_ratings(model)
-        metrics = model.evaluate(make_dataset(data, val_idx, EVAL_BATCH_SIZE, shuffle=False), verbose=0,
-                                 return_dict=True)
-        result.val_mse[-1], result.val_mae[-1] = float(metrics["loss"]), float(metrics["mae"])
-        result.val_rmse[-1] = float(metrics["loss"]) ** 0.5
+        best = result.best_epoch - 1
+        result.val_mse[best], result.val_mae[best] = evaluate_ratings(model, data, val_idx, EVAL_BATCH_SIZE)
+        result.val_rmse[best] = result.val_mse[best] ** 0.5
+        if train_options.get("test_idx") is not None:
+            result.test_mse, result.test_mae = evaluate_ratings(model, data, train_options["test_idx"],
+                                                                EVAL_BATCH_SIZE)
+            result.test_rmse = result.test_mse ** 0.5
         result.params = int(model.count_params())
     if storages:
         by_storage = evaluate_by_storage(model, data, val_idx, storages)

@@ -27,9 +27,20 @@ def set_seed(seed: int) -> None:
     keras.utils.set_random_seed(seed)
 
 
+class TrainingDiverged(FloatingPointError):
+    """A fit whose loss became NaN or infinite; the message says in which epoch and at what step size."""
+
+
 @dataclasses.dataclass
 class TrainResult:
-    """Per-epoch metrics of one fit; lists have one entry per epoch."""
+    """Per-epoch metrics of one fit; lists have one entry per epoch run.
+
+    Attributes:
+        best_epoch: the epoch (1-based) whose weights the model holds: with early
+            stopping the one of lowest validation MSE (restored), else the last.
+        test_mse, test_mae, test_rmse: the test split's metrics with the final
+            (with early stopping: the best epoch's) weights; None without a test split.
+    """
 
     train_mse: list[float]
     val_mse: list[float]
@@ -37,12 +48,25 @@ class TrainResult:
     val_rmse: list[float]
     fit_seconds: float
     params: int
+    best_epoch: int = 0
+    test_mse: float | None = None
+    test_mae: float | None = None
+    test_rmse: float | None = None
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.val_mse)
+
+    @property
+    def best_val_mse(self) -> float:
+        return self.val_mse[self.best_epoch - 1]
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_history(cls, history: keras.callbacks.History, fit_seconds: float, params: int) -> "TrainResult":
+    def from_history(cls, history: keras.callbacks.History, fit_seconds: float, params: int,
+                     restored_best: bool = False) -> "TrainResult":
         logs = history.history
         return cls(
             train_mse=[float(v) for v in logs["loss"]],
@@ -53,6 +77,7 @@ class TrainResult:
             val_rmse=[float(np.sqrt(v)) for v in logs["val_loss"]],
             fit_seconds=fit_seconds,
             params=params,
+            best_epoch=int(np.argmin(logs["val_loss"])) + 1 if restored_best else len(logs["val_loss"]),
         )
 
 
@@ -123,6 +148,8 @@ def train_model(
     fused_adam: bool = True,
     progress=None,
     optimizer: str = "adam",
+    patience: int | None = None,
+    test_idx: np.ndarray | None = None,
 ) -> TrainResult:
     """Trains with the example's recipe (Adam, MSE loss, MAE metric) and returns per-epoch metrics.
 
@@ -138,15 +165,29 @@ def train_model(
         progress: an optional `rich.progress.Progress`; one step is advanced per epoch.
         optimizer: a name of `membed.optim.NAMES` to train with (default `adam`,
             the example's; see `compile_for_ratings`).
+        patience: early stopping: with a number, `epochs` is a budget, training
+            stops once validation MSE has not improved for `patience` epochs, and
+            the best epoch's weights are restored. None (the example's recipe,
+            `membed reproduce`) trains exactly `epochs` epochs.
+        test_idx: rows of a test split, evaluated once after training
+            (`test_mse`, `test_mae`, `test_rmse` of the result).
+
+    Raises:
+        TrainingDiverged: the training loss became NaN or infinite.
     """
     if epochs < 1:
         raise ValueError(f"Invalid `epochs`: {epochs}. It must be >= 1.")
     if batch_size < 1:
         raise ValueError(f"Invalid `batch_size`: {batch_size}. It must be >= 1.")
+    if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 1):
+        raise ValueError(f"Invalid `patience`: {patience!r}. It must be an integer >= 1, or None (no early stopping).")
     compile_for_ratings(model, learning_rate, jit_compile, steps_per_execution, fused_adam, optimizer)
     train = make_dataset(data, train_idx, batch_size, shuffle=True, seed=seed)
     val = make_dataset(data, val_idx, batch_size, shuffle=False)
-    callbacks = []
+    callbacks: list[keras.callbacks.Callback] = [keras.callbacks.TerminateOnNaN()]
+    if patience is not None:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
+                                                       restore_best_weights=True))
     if progress is not None:
         callbacks.append(_EpochProgress(progress, progress.add_task(model.name, total=epochs)))
     start = time.perf_counter()
@@ -155,4 +196,25 @@ def train_model(
     # 3.6 s ml-100k epoch (py-spy: TF lifts each initializer out of the graph).
     model.optimizer.build(model.trainable_variables)
     history = model.fit(train, validation_data=val, epochs=epochs, verbose=0, callbacks=callbacks, shuffle=False)
-    return TrainResult.from_history(history, time.perf_counter() - start, int(model.count_params()))
+    fit_seconds = time.perf_counter() - start
+    check_finite(history, learning_rate, optimizer)
+    result = TrainResult.from_history(history, fit_seconds, int(model.count_params()), restored_best=patience is not None)
+    if test_idx is not None:
+        result.test_mse, result.test_mae = evaluate_ratings(model, data, test_idx)
+        result.test_rmse = float(np.sqrt(result.test_mse))
+    return result
+
+
+def check_finite(history: keras.callbacks.History, learning_rate: float, optimizer: str) -> None:
+    """Raises `TrainingDiverged` when an epoch's loss (or the last, cut short by TerminateOnNaN) is not finite."""
+    for name in ("loss", "val_loss"):
+        for epoch, value in enumerate(history.history.get(name, []), start=1):
+            if not np.isfinite(value):
+                raise TrainingDiverged(f"training diverged: {name} is {value} in epoch {epoch} "
+                                       f"({optimizer} at learning rate {learning_rate:g}).")
+
+
+def evaluate_ratings(model: keras.Model, data, index: np.ndarray, batch_size: int = 1024) -> tuple[float, float]:
+    """(MSE, MAE) of a compiled rating model on rows `index` of `data`."""
+    metrics = model.evaluate(make_dataset(data, index, batch_size, shuffle=False), verbose=0, return_dict=True)
+    return float(metrics["loss"]), float(metrics["mae"])

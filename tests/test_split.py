@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from membed import data
 from membed.data import random_split
 
 
@@ -50,3 +51,24 @@ def test_empty_input():
 def test_invalid_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         random_split(**kwargs)
+
+
+def test_three_way_split_is_seeded_disjoint_and_covering():
+    train, val, test = data.train_val_test_split(10_000, 0.1, 0.1, seed=4)
+    assert np.array_equal(np.sort(np.concatenate([train, val, test])), np.arange(10_000))
+    assert len(set(train) & set(val)) == len(set(val) & set(test)) == len(set(train) & set(test)) == 0
+    assert 900 < len(val) < 1100 and 900 < len(test) < 1100
+    again = data.train_val_test_split(10_000, 0.1, 0.1, seed=4)
+    assert all(np.array_equal(a, b) for a, b in zip((train, val, test), again))
+    assert not np.array_equal(test, data.train_val_test_split(10_000, 0.1, 0.1, seed=5)[2])
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"val_fraction": 0.0}, "invalid `val_fraction`"),
+    ({"test_fraction": 1.2}, "invalid `test_fraction`"),
+    ({"val_fraction": 0.5, "test_fraction": 0.5}, "must be < 1"),
+    ({"seed": -1}, "invalid `seed`"),
+])
+def test_three_way_split_rejects_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        data.train_val_test_split(100, **kwargs)
