@@ -33,7 +33,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator
 
 from analysis import schema
-from analysis.frames import GROUP_COLUMNS, ok_rows, pareto_front
+from analysis.frames import GROUP_COLUMNS, accuracy_loss, ok_rows, pareto_front
 
 # (column, label, scale) of each memory panel: the parameter count, then every measured peak.
 MEMORY_PANELS = tuple(
@@ -162,8 +162,8 @@ def plot_memory_vs_vocab(frame: pd.DataFrame, path: Path) -> Path | None:
 
 
 def plot_mse_vs_memory(frame: pd.DataFrame, path: Path) -> Path | None:
-    """Val MSE vs parameter memory per dataset, Pareto front marked; None without data."""
-    rows = ok_rows(frame[frame["suite"] == "accuracy"]).dropna(subset=["param_bytes", "val_mse"])
+    """Test loss (± its 95% CI over seeds) vs parameter memory per dataset, Pareto front marked; None without data."""
+    rows = accuracy_loss(ok_rows(frame[frame["suite"] == "accuracy"])).dropna(subset=["param_bytes", "loss"])
     if rows.empty:
         return None
     styles = strategy_styles(list(rows["strategy"].dropna().unique()))
@@ -171,20 +171,21 @@ def plot_mse_vs_memory(frame: pd.DataFrame, path: Path) -> Path | None:
     by = [*GROUP_COLUMNS, "optimizer"]
     groups = list(rows.groupby(by, sort=True))
     figure, axes = _grid(len(groups))
-    front = pareto_front(rows, by=by)
+    front = pareto_front(rows, value="loss", by=by)
     several = rows["optimizer"].nunique() > 1
     for axis, ((dataset, vocab_size, optimizer), group) in zip(axes, groups, strict=True):
         for strategy, points in group.groupby("strategy", sort=True):
             x = points["param_bytes"] * PARAM_SCALE
             color, marker = styles[strategy]
-            axis.scatter(x, points["val_mse"], color=color, marker=marker, label=strategy, s=22)
+            axis.errorbar(x, points["loss"], yerr=points["loss_ci95"].fillna(0.0), fmt=marker, color=color,
+                          label=strategy, markersize=4, elinewidth=0.8, capsize=2)
         best = front[(front["dataset"] == dataset) & (front["vocab_size"] == vocab_size)
                      & (front["optimizer"] == optimizer)].sort_values("param_bytes")
         front_x = best["param_bytes"] * PARAM_SCALE
-        axis.step(front_x, best["val_mse"], where="post", color="black", linewidth=1, alpha=0.6)
+        axis.step(front_x, best["loss"], where="post", color="black", linewidth=1, alpha=0.6)
         axis.scatter(
             front_x,
-            best["val_mse"],
+            best["loss"],
             facecolors="none",
             edgecolors="black",
             s=90,
@@ -194,14 +195,14 @@ def plot_mse_vs_memory(frame: pd.DataFrame, path: Path) -> Path | None:
             text = point["strategy"] + (f" {point['preset']}" if isinstance(point["preset"], str) else "")
             axis.annotate(
                 text,
-                (point["param_bytes"] * PARAM_SCALE, point["val_mse"]),
+                (point["param_bytes"] * PARAM_SCALE, point["loss"]),
                 fontsize="x-small",
                 xytext=(4, 4),
                 textcoords="offset points",
             )
         _log_axes(axis, y=False)
         axis.set_xlabel(schema.FIELD["param_bytes"].label)
-        axis.set_ylabel(schema.FIELD["val_mse"].label)
+        axis.set_ylabel("test log loss" if dataset == "synthetic-ctr" else "test MSE (± 95% CI over seeds)")
         axis.set_title(f"{dataset} ({int(vocab_size):,} ids)" + (f", {optimizer}" if several else ""))
         axis.grid(True, alpha=0.3)
         axis.legend(fontsize="x-small")

@@ -28,7 +28,7 @@ SUPPORTED_SCHEMA_VERSIONS = (1, 2)
 WHERE = "analysis/schema.py: FIELDS"
 
 # The type of a field's value when it applies; `nullable` fields may also be null.
-TYPES = ("str", "int", "float", "bool", "dict", "list[float]")
+TYPES = ("str", "int", "float", "bool", "dict", "list[float]", "list[int]")
 # Where a field comes from: a case's record (benchmark.extra_info, a not_run entry),
 # the loader (pytest-benchmark's own entry and stats), or the report's derivations.
 ORIGINS = ("record", "loader", "derived")
@@ -116,7 +116,8 @@ class Field:
         """
         if value is None:
             return self.nullable
-        python = {"str": str, "int": int, "float": (int, float), "bool": bool, "dict": dict, "list[float]": list}
+        python = {"str": str, "int": int, "float": (int, float), "bool": bool, "dict": dict, "list[float]": list,
+                  "list[int]": list}
         if self.type != "bool" and isinstance(value, bool):
             return False
         return isinstance(value, python[self.type])
@@ -163,6 +164,8 @@ SUITES: dict[str, Suite] = {
         Suite("blocks", "paired", True, False, "mixed_dim against example_md as blocks are added"),
         Suite("accuracy", "fit", False, True, "the example's rating model trained with each strategy"),
         Suite("pipeline", "fit", False, False, "one epoch of the example's memory-efficient model, three ways"),
+        Suite("sharded", "isolated-memory", False, False,
+              "tables sharded over 2-8 devices with Keras's ModelParallel on JAX, in a process of its own"),
     )
 }
 
@@ -222,9 +225,23 @@ STRATEGY_SUITES = SuiteNames(
     lambda suite: suite.covers_strategies, "Suites that must hold a case for every selected strategy."
 )
 
-_SIZED = ("memory", "gather", "lookup", "train_step", "blocks", "accuracy")
-_ADMITTED = ("memory", "lookup", "train_step", "blocks")
+_SIZED = ("memory", "gather", "lookup", "train_step", "blocks", "accuracy", "sharded")
+_ADMITTED = ("memory", "lookup", "train_step", "blocks", "sharded")
 _FITTED = ("accuracy", "pipeline")
+
+
+def _seeded(name: str, description: str, unit: str, label: str | None, mean: bool = True,
+            gate: str | None = None) -> tuple[Field, ...]:
+    """An accuracy metric over seeds: its mean (`name`, unless declared apart: `mean=False`), the 95%
+    half-width of the mean (`name_ci95`) and the per-seed values (`name_per_seed`)."""
+    fields = (Field(f"{name}_ci95", "float", f"95% confidence half-width of `{name}`'s mean over seeds "
+                    "(Student's t; null for one seed)", unit=unit, suites=("accuracy",), nullable=True),
+              Field(f"{name}_per_seed", "list[float]", f"{description}, per seed", unit=unit, suites=("accuracy",),
+                    nullable=True))
+    if mean:
+        fields = (Field(name, "float", f"{description}, mean over seeds", unit=unit, label=label,
+                        suites=("accuracy",), gate=gate, nullable=True), *fields)
+    return fields
 _MEMORY = ("memory",)
 _PAIRED = ("lookup", "train_step", "blocks")
 # The paired suites timed against np.take and the call floor too (`bench.harness.Harness.time_paired`).
@@ -276,9 +293,10 @@ FIELDS: tuple[Field, ...] = (
           "item tables); from `membed.plan`'s formula where no optimizer was built (a pair trained as another "
           "strategy and converted); 0 without trainable weights", unit="bytes", label="opt. state MiB",
           scale=1 / MIB, suites=_TRAINED, gate="exact", nullable=True),
-    Field("learning_rate", "float", "the optimizer's step size (accuracy: `membed.train.RATING_LEARNING_RATES` of "
-          "the optimizer; train_step, memory: 1e-3, which moves no number they record)", suites=_TRAINED,
-          nullable=True),
+    Field("learning_rate", "float", "the optimizer's step size (accuracy: the tuned one of "
+          "reports/learning_rates.json, else `membed.train.RATING_LEARNING_RATES` / `membed.ctr.CTR_LEARNING_RATES`; "
+          "`learning_rate_source` says which; train_step, memory: 1e-3, which moves no number they record)",
+          suites=_TRAINED, nullable=True),
     Field("compression", "float", "a float32 full table's bytes / (param_bytes + index_bytes) at the same "
           "vocab_size and dim", unit="x", label="compression (bytes)", suites=(*_SIZED, "pipeline")),
     Field("projected", "bool", "true: the case did not run at its size; its sizes come from the cost formulas",
@@ -320,11 +338,13 @@ FIELDS: tuple[Field, ...] = (
     Field("amortised_floor_share", "float", "the per-call floor (as `call_floor_ns`, timed after the amortised "
           "rounds) / the amortised bare gather's median call: what is left of TensorFlow's per-call cost",
           unit="x", suites=_AMORTISED, nullable=True),
-    Field("val_mse", "float", "validation MSE after the final epoch", unit="rating^2", label="val MSE",
-          suites=_FITTED, gate="accuracy", nullable=True),
-    Field("val_mae", "float", "validation MAE after the final epoch", unit="rating", suites=_FITTED, nullable=True),
-    Field("val_rmse", "float", "validation RMSE after the final epoch", unit="rating", suites=_FITTED, nullable=True),
-    Field("val_mse_per_epoch", "list[float]", "validation MSE per epoch", unit="rating^2", label="val MSE per epoch",
+    Field("val_mse", "float", "validation MSE after the final epoch (accuracy: at the best epoch, mean over seeds)",
+          unit="rating^2", label="val MSE", suites=_FITTED, gate="accuracy", nullable=True),
+    Field("val_mae", "float", "validation MAE after the final epoch (accuracy: as val_mse)", unit="rating",
+          suites=_FITTED, nullable=True),
+    Field("val_rmse", "float", "validation RMSE after the final epoch (accuracy: as val_mse)", unit="rating",
+          suites=_FITTED, nullable=True),
+    Field("val_mse_per_epoch", "list[float]", "validation MSE per epoch (accuracy: the first seed's)", unit="rating^2", label="val MSE per epoch",
           suites=_FITTED, nullable=True),
     Field("val_mae_per_epoch", "list[float]", "validation MAE per epoch", unit="rating", suites=_FITTED,
           nullable=True),
@@ -332,11 +352,42 @@ FIELDS: tuple[Field, ...] = (
           nullable=True),
     Field("train_mse_per_epoch", "list[float]", "training MSE per epoch", unit="rating^2", suites=_FITTED,
           nullable=True),
-    Field("epochs", "int", "epochs trained", unit="epochs", suites=_FITTED, nullable=True),
+    Field("epochs", "int", "epochs trained (accuracy: the budget, see `patience`)", unit="epochs", suites=_FITTED,
+          nullable=True),
     Field("noise_floor_mse", "float", "synthetic-planted only: sigma**2", unit="rating^2", suites=("accuracy",),
           nullable=True),
-    Field("excess_mse", "float", "val_mse - noise_floor_mse", unit="rating^2", label="excess MSE",
+    *_seeded("excess_mse", "test MSE - noise_floor_mse (synthetic-planted)", "rating^2", "excess MSE"),
+    Field("seeds", "list[int]", "the seeds the case trained with, one fit each (split, initialisation, shuffling)",
           suites=("accuracy",), nullable=True),
+    Field("patience", "int", "early stopping: epochs without a better validation loss before a fit stops (the "
+          "best epoch's weights are kept); `epochs` is then the budget", unit="epochs", suites=("accuracy",),
+          nullable=True),
+    Field("epochs_run", "float", "epochs a fit ran before early stopping, mean over seeds", unit="epochs",
+          label="epochs run", suites=("accuracy",), nullable=True),
+    Field("epochs_run_per_seed", "list[int]", "epochs each seed's fit ran", unit="epochs", suites=("accuracy",),
+          nullable=True),
+    Field("best_epoch_per_seed", "list[int]", "each seed's best validation epoch (1-based), whose weights are "
+          "kept and tested", unit="epochs", suites=("accuracy",), nullable=True),
+    Field("learning_rate_source", "str", "where `learning_rate` came from: tuned (reports/learning_rates.json, "
+          "with the tune run's date and code), the tune profile's candidate, or the default", suites=("accuracy",),
+          nullable=True),
+    *_seeded("val_mse", "validation MSE at the best epoch", "rating^2", None, mean=False),
+    *_seeded("val_mae", "validation MAE at the best epoch", "rating", None, mean=False),
+    *_seeded("val_rmse", "validation RMSE at the best epoch", "rating", None, mean=False),
+    *_seeded("test_mse", "test MSE of the best epoch's weights", "rating^2", "test MSE"),
+    *_seeded("test_mae", "test MAE of the best epoch's weights", "rating", "test MAE"),
+    *_seeded("test_rmse", "test RMSE of the best epoch's weights", "rating", "test RMSE"),
+    *_seeded("val_logloss", "synthetic-ctr: validation log loss at the best epoch", "nats", None, gate="accuracy"),
+    *_seeded("test_logloss", "synthetic-ctr: test log loss of the best epoch's weights", "nats", "test logloss"),
+    *_seeded("test_auc", "synthetic-ctr: test AUC of the best epoch's weights", "", "test AUC"),
+    *_seeded("excess_logloss", "synthetic-ctr: test log loss - the planted model's on the same rows (its "
+             "Bayes-optimal log loss)", "nats", "excess logloss"),
+    Field("planted_logloss", "float", "synthetic-ctr: the planted model's log loss on the test rows (the "
+          "Bayes optimum), mean over seeds", unit="nats", suites=("accuracy",), nullable=True),
+    Field("planted_auc", "float", "synthetic-ctr: the planted model's AUC on the test rows, mean over seeds",
+          suites=("accuracy",), nullable=True),
+    Field("val_logloss_per_epoch", "list[float]", "synthetic-ctr: validation log loss per epoch (the first seed's)",
+          unit="nats", suites=("accuracy",), nullable=True),
     Field("val_mse_by_storage", "dict", "storage -> validation MSE of the trained pair with both layers' tables "
           "stored so (`membed.presets.evaluate_by_storage`, the profile's `accuracy_storages`; `float32` is the "
           "trained pair itself, evaluated the same way); null where a layer has no tables (`dhe`) or is stored in "
@@ -351,6 +402,36 @@ FIELDS: tuple[Field, ...] = (
           label="speedup vs example", suites=("pipeline",), nullable=True),
     Field("val_mse_delta_vs_example", "float", "this pipeline's final val_mse - the example pipeline's",
           unit="rating^2", label="val MSE vs example", suites=("pipeline",), nullable=True),
+    # The sharded suite (bench/test_sharded.py, membed.shard): measured from the JAX arrays and the compiled HLO.
+    Field("devices", "int", "devices of the mesh the tables are split over (`keras.distribution.DeviceMesh`)",
+          unit="devices", suites=("sharded",), nullable=True),
+    Field("layout", "str", "how tables are split: `row` (rows over the devices) or `column` (values of each row); "
+          "dense weights and TT cores replicated", suites=("sharded",), nullable=True),
+    Field("per_device_param_bytes", "int", "weights one device holds (max over devices), summed over the arrays' "
+          "`addressable_shards`", unit="bytes", label="param KiB / device", scale=1 / 1024, suites=("sharded",),
+          nullable=True),
+    Field("per_device_state_bytes", "int", "optimizer state one device holds after one sharded train step (max "
+          "over devices), from the arrays' shards; null without trainable weights", unit="bytes",
+          label="opt. state KiB / device", scale=1 / 1024, suites=("sharded",), nullable=True),
+    Field("per_device_train_bytes", "int", "weights + optimizer state one device holds after the step (max over "
+          "devices)", unit="bytes", suites=("sharded",), nullable=True),
+    Field("device_peak_bytes", "int", "the largest `peak_bytes_in_use` of the devices' `memory_stats()`; null "
+          "where the platform reports none (CPU)", unit="bytes", suites=("sharded",), nullable=True),
+    Field("planned_per_device_param_bytes", "int", "what `membed.plan.devices.per_device` says a device holds of "
+          "weights, from the cost formula", unit="bytes", suites=("sharded",), nullable=True),
+    Field("planned_per_device_state_bytes", "int", "what the same plan says a device holds of optimizer state",
+          unit="bytes", suites=("sharded",), nullable=True),
+    Field("planned_per_device_bytes", "int", "planned weights + optimizer state per device (compare with "
+          "`per_device_train_bytes`; weights alone without trainable weights)", unit="bytes",
+          suites=("sharded",), nullable=True),
+    Field("collective_bytes_per_lookup", "int", "bytes the compiled lookup's collectives (all-gather, all-reduce, "
+          "reduce-scatter, all-to-all, collective-permute) deliver to a device, read from its HLO; the output "
+          "replicated", unit="bytes", label="collective KiB / lookup", scale=1 / 1024, suites=("sharded",),
+          nullable=True),
+    Field("collective_bytes_per_step", "int", "the same for one compiled train step", unit="bytes",
+          suites=("sharded",), nullable=True),
+    Field("sharded_matches", "bool", "the sharded lookup equals the unsharded layer's on the same ids and weights "
+          "(`array_equal`)", label="matches", suites=("sharded",), nullable=True),
 )
 
 # The loader's columns from pytest-benchmark's own entry and the file (analysis.load), in the frame's order.
@@ -382,6 +463,9 @@ DERIVED_FIELDS: tuple[Field, ...] = (
           label="est. ratio train", origin="derived", nullable=True),
     Field("outside_estimate", "bool", "an ok memory case with a ratio outside the estimate's band "
           "(`analysis.frames.ESTIMATE_BAND`)", label="outside est.", origin="derived", nullable=True),
+    Field("test_loss", "float", "test_mse (rating datasets) or test_logloss (synthetic-ctr): the accuracy "
+          "suite's one lower-is-better number", label="test loss", origin="derived", nullable=True),
+    Field("test_loss_ci95", "float", "the 95% half-width of `test_loss`", origin="derived", nullable=True),
 )
 
 FIELD: dict[str, Field] = {field.name: field for field in (*FIELDS, *LOADER_FIELDS, *DERIVED_FIELDS)}
@@ -403,10 +487,15 @@ REPORT_METRICS: tuple[str, ...] = (
     "p95_s",
     "gather_ratio",
     "val_mse",
+    "test_mse",
     *(f"val_mse_{dtype}" for dtype in STORED_DTYPES),
     "mse_vs_full",
     "mse_vs_full_pct",
     "excess_mse",
+    "test_logloss",
+    "test_auc",
+    "excess_logloss",
+    "epochs_run",
     "fit_seconds",
     "speedup_vs_example",
     "val_mse_delta_vs_example",

@@ -1,12 +1,16 @@
 """The report's first screen: per dataset, the best strategy at each compression level and what it costs.
 
 For each dataset of the accuracy suite and each compression preset (`5x`,
-`20x`, `100x`: the presets named `<n>x`), the case with the lowest val MSE,
-with:
+`20x`, `100x`: the presets named `<n>x`), the case with the lowest test
+loss (`test_loss`: test MSE on rating datasets, test log loss on
+synthetic-ctr; val MSE for records from before the test split), with:
 
-- its val MSE: the mean over the seeds (the same case loaded from several
-  result files) and a 95% confidence half-width when there are several, else
-  the value and "1 seed";
+- its loss: the mean over the case's seeds and the 95% confidence
+  half-width the record carries (a case loaded from several result files:
+  the mean of their means and the half-width over them);
+- the runner-up (the best other strategy at that level) and whether the two
+  are told apart: `yes` when their 95% intervals do not overlap, `no` when
+  they do (the ranking is inside the noise), `?` without intervals;
 - its per-id lookup cost: the lookup suite's `gather_ratio` (and `ns_per_id`,
   `floor_ratio` where records carry them) for the same strategy at the vocab
   size nearest the dataset's;
@@ -29,11 +33,10 @@ import pandas as pd
 
 from analysis import schema
 from analysis.frames import Table, ok_rows
+from analysis.stats import distinguishable, mean_ci95
 
 # An accuracy preset that names a compression level: `5x`, `20x`, `100x`.
 LEVEL_PATTERN = re.compile(r"^(\d+(?:\.\d+)?)x$")
-# Two-sided 95% Student t quantiles for 1..10 degrees of freedom; beyond that the normal's 1.96 is within 10%.
-T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
 SEED_KEYS = ("dataset", "vocab_size", "strategy", "preset", "optimizer")
 COLUMNS = (
     "dataset",
@@ -41,9 +44,12 @@ COLUMNS = (
     "level",
     "strategy",
     "optimizer",
-    "val MSE",
+    "test loss",
     "± 95% CI",
     "seeds",
+    "runner-up",
+    "runner-up loss",
+    "apart",
     "vs full %",
     "lookup ×gather",
     "lookup ns/id",
@@ -63,30 +69,37 @@ def level_of(preset: object) -> float | None:
     return float(match.group(1)) if match else None
 
 
-def t95(degrees: int) -> float:
-    """The two-sided 95% t quantile for `degrees` degrees of freedom (1.96 past the table)."""
-    return T95[degrees - 1] if 1 <= degrees <= len(T95) else 1.96
-
-
 def seed_means(rows: pd.DataFrame) -> pd.DataFrame:
-    """One row per case key of `SEED_KEYS`: mean val MSE, the 95% CI half-width (NaN for one seed), seeds.
+    """One row per case key of `SEED_KEYS`: mean loss, its 95% CI half-width (NaN for one seed), seeds.
+
+    The loss is `test_loss` where the rows have it, else `val_mse`. A case in one
+    row keeps the mean and half-width its record carries; a case in several rows
+    (result files) is their mean, with the half-width over them.
 
     Example:
         >>> out = seed_means(pd.DataFrame({"dataset": ["d"] * 2, "vocab_size": [9] * 2, "strategy": ["qr"] * 2,
         ...     "preset": ["5x"] * 2, "optimizer": ["adam"] * 2, "val_mse": [1.0, 1.2]}))
-        >>> out[["val_mse", "seeds"]].values.tolist()
+        >>> out[["loss", "seeds"]].values.tolist()
         [[1.1, 2.0]]
     """
     keyed = rows.assign(optimizer=rows["optimizer"].fillna(schema.DEFAULT_OPTIMIZER))
+    test = keyed["test_loss"].astype("float64") if "test_loss" in keyed else pd.Series(np.nan, index=keyed.index)
+    keyed = keyed.assign(_loss=test.fillna(keyed["val_mse"].astype("float64")),
+                         _ci=keyed["test_loss_ci95"].astype("float64").where(test.notna())
+                         if "test_loss_ci95" in keyed else np.nan,
+                         _seeds=keyed["seeds"].map(lambda v: float(len(v)) if isinstance(v, list) else 1.0)
+                         if "seeds" in keyed else 1.0)
     records = []
     for key, group in keyed.groupby(list(SEED_KEYS), sort=True, dropna=False):
-        values = group["val_mse"].to_numpy(dtype="float64")
-        n = len(values)
-        ci = t95(n - 1) * float(np.std(values, ddof=1)) / math.sqrt(n) if n > 1 else np.nan
+        values = group["_loss"].to_numpy(dtype="float64")
+        if len(values) == 1:
+            mean, ci, seeds = float(values[0]), float(group["_ci"].iloc[0]), float(group["_seeds"].iloc[0])
+        else:
+            (mean, ci), seeds = mean_ci95(values), float(group["_seeds"].sum())
         full = group["full_val_mse"].mean() if "full_val_mse" in group else np.nan
-        records.append({**dict(zip(SEED_KEYS, key)), "val_mse": float(values.mean()), "ci": ci, "seeds": float(n),
-                        "full_val_mse": full})
-    return pd.DataFrame(records, columns=[*SEED_KEYS, "val_mse", "ci", "seeds", "full_val_mse"])
+        records.append({**dict(zip(SEED_KEYS, key)), "loss": mean, "ci": ci, "seeds": seeds, "full_val_mse": full,
+                        "val_mse": float(group["val_mse"].astype("float64").mean())})
+    return pd.DataFrame(records, columns=[*SEED_KEYS, "loss", "ci", "seeds", "full_val_mse", "val_mse"])
 
 
 def nearest(rows: pd.DataFrame, vocab_size: float) -> pd.DataFrame:
@@ -134,7 +147,7 @@ def train_peak_ratio(frame: pd.DataFrame, strategy: str, optimizer: str, vocab_s
 
 
 def best_per_level(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per dataset and compression level, the lowest-val-MSE accuracy case and its costs (`COLUMNS`).
+    """Per dataset and compression level, the lowest-loss accuracy case, its runner-up and its costs (`COLUMNS`).
 
     Args:
         frame: the loaded frame, with `analysis.frames.with_baseline_mse`'s columns where available.
@@ -143,7 +156,9 @@ def best_per_level(frame: pd.DataFrame) -> pd.DataFrame:
         >>> best_per_level(frame)[["dataset", "level", "strategy"]].values.tolist()  # doctest: +SKIP
         [['ml-100k', '5x', 'qr'], ['ml-100k', '20x', 'mixed_dim'], ['ml-100k', '100x', 'qr']]
     """
-    accuracy = ok_rows(frame[frame["suite"] == "accuracy"]).dropna(subset=["val_mse"])
+    accuracy = ok_rows(frame[frame["suite"] == "accuracy"])
+    has_loss = accuracy["val_mse"].notna() | (accuracy["test_loss"].notna() if "test_loss" in accuracy else False)
+    accuracy = accuracy[has_loss]
     accuracy = accuracy[accuracy["preset"].map(level_of).notna()]
     if accuracy.empty:
         return pd.DataFrame(columns=COLUMNS)
@@ -151,10 +166,13 @@ def best_per_level(frame: pd.DataFrame) -> pd.DataFrame:
         accuracy = accuracy.assign(optimizer=None)
     means = seed_means(accuracy)
     means["_level"] = means["preset"].map(level_of)
-    best = means.sort_values(["dataset", "vocab_size", "_level", "val_mse"], kind="stable")
-    best = best.drop_duplicates(["dataset", "vocab_size", "_level"])
+    ranked = means.sort_values(["dataset", "vocab_size", "_level", "loss"], kind="stable")
     records = []
-    for _, row in best.iterrows():
+    for _, level in ranked.groupby(["dataset", "vocab_size", "_level"], sort=True, dropna=False):
+        row = level.iloc[0]
+        others = level[level["strategy"] != row["strategy"]]
+        runner = others.iloc[0] if len(others) else None
+        apart = None if runner is None else distinguishable((row["loss"], row["ci"]), (runner["loss"], runner["ci"]))
         parts = str(row["strategy"]).split("+")
         lookups = [lookup_cost(frame, part, row["vocab_size"]) for part in parts]
         peaks = [train_peak_ratio(frame, part, row["optimizer"], row["vocab_size"]) for part in parts]
@@ -166,9 +184,12 @@ def best_per_level(frame: pd.DataFrame) -> pd.DataFrame:
             "level": row["preset"],
             "strategy": row["strategy"],
             "optimizer": row["optimizer"],
-            "val MSE": row["val_mse"],
+            "test loss": row["loss"],
             "± 95% CI": row["ci"],
             "seeds": row["seeds"],
+            "runner-up": None if runner is None else runner["strategy"],
+            "runner-up loss": np.nan if runner is None else runner["loss"],
+            "apart": None if runner is None else {True: "yes", False: "no", None: "?"}[apart],
             "vs full %": 100.0 * (row["val_mse"] - full) / full if full and not pd.isna(full) else np.nan,
             "lookup ×gather": cost["gather_ratio"],
             "lookup ns/id": cost["ns_per_id"],
@@ -193,8 +214,9 @@ def summary_table(frame: pd.DataFrame) -> Table:
     seeds = set(best["seeds"].dropna().astype(int))
     seed_text = "1 seed per case: the value, no CI" if seeds == {1} else "mean over seeds, ± the 95% CI (t)"
     note = (
-        "Best = lowest val MSE among the accuracy cases at that preset (compression by bytes). "
-        f"val MSE: {seed_text}. lookup ×gather: the lookup suite's gather_ratio for the strategy at the vocab size "
+        "Best = lowest test loss (test MSE; synthetic-ctr: test log loss) among the accuracy cases at that preset "
+        f"(compression by bytes); {seed_text}. runner-up: the best other strategy at that level; apart: yes when "
+        "the two 95% intervals do not overlap, no when they do (not told apart). lookup ×gather: the lookup suite's gather_ratio for the strategy at the vocab size "
         "nearest `ids` (its own default options, not the preset's); ×np.take and ns/id where recorded. "
         "train peak ×weights: the memory suite's allocator peak of one train step / (param + index bytes), same "
         "strategy and optimizer, nearest size. A pair a+b: mean of the two lookups, larger of the two peaks."

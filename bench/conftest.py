@@ -30,7 +30,7 @@ import psutil  # noqa: E402
 import pytest  # noqa: E402
 
 from analysis import journal  # noqa: E402
-from bench import grid, isolation, options, results  # noqa: E402
+from bench import distributed, grid, isolation, options, results  # noqa: E402
 from bench.harness import ROOT, Harness, release_memory  # noqa: E402
 from membed import measure  # noqa: E402
 
@@ -57,6 +57,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--optimizers", default=None,
                     help=f"comma-separated optimizers of the train_step, memory and accuracy suites: "
                          f"{', '.join(grid.OPTIMIZERS)} (default: the profile's)")
+    group.addoption("--seeds", default=None,
+                    help="comma-separated seeds of the accuracy suite, e.g. 1,2,3 (default: the profile's)")
     group.addoption("--measure-timeout", type=float, default=measure.DEFAULT_TIMEOUT_S,
                     help="seconds before a memory-measuring process, or a case's own process, is killed "
                          "(default 600)")
@@ -72,6 +74,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    distributed.prepare(config)  # before pytest-benchmark's own (trylast) configure
     try:
         selection = options.selection_from_options(
             config.getoption("profile"),
@@ -81,6 +84,7 @@ def pytest_configure(config: pytest.Config) -> None:
             allow_download=config.getoption("allow_download"),
             measure_timeout_s=config.getoption("measure_timeout"),
             optimizer_list=config.getoption("optimizers"),
+            seed_list=config.getoption("seeds"),
         )
     except options.GridError as error:
         raise pytest.UsageError(f"bench: {error}") from None
@@ -95,8 +99,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(isolation.Isolation(
         share * psutil.virtual_memory().total, case_of=lambda item: item.stash.get(CASE, None),
         record=_record_isolated), "membed-isolation")
+    if distributed.is_controller(config):
+        config.pluginmanager.register(_Controller(config), "membed-xdist-controller")
     path = config.getoption("benchmark_json", None)
-    if path is not None:
+    if distributed.is_worker(config):
+        pass  # a worker's entries go to the controller, which writes the JSON and the journal
+    elif path is not None:
         _make_json_folder(path)
         _open_journal(config, journal.journal_path(path), selection)
     elif config.getoption("resume", False):
@@ -181,6 +189,16 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
                 f"bench: registered strategy {missing[0]!r} has no case in the {name} suite; "
                 "every suite must be parametrized over the registry (bench.axes.registered)."
             )
+    if selection.profile.suites is not None:
+        # A profile of some suites only (tune): the others' cases are not part of the run.
+        kept = [item for item in items if CASE not in item.stash or item.stash[CASE].suite in selection.profile.suites]
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = kept
+    if distributed.is_worker(config):
+        serial = pytest.mark.skip(reason=distributed.SERIAL_REASON)
+        for item in items:
+            if CASE in item.stash and item.stash[CASE].kind != "fit":
+                item.add_marker(serial)
     config.stash[SELECTED] = [item.nodeid for item in items if CASE in item.stash]  # narrowed by -k later
     resumed = config.stash.get(RESUMED, None)
     if resumed is not None:
@@ -200,6 +218,18 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     writer = config.stash.get(JOURNAL, None)
     if writer is not None:
         writer.write_selected(config.stash[SELECTED])
+
+
+def pytest_report_collectionfinish(config: pytest.Config, start_path, items: list) -> list[str]:
+    """Before the run starts: the expected time of the suites that declare one (the fits)."""
+    profile = config.stash[SELECTION].profile
+    expected: dict[str, list[float]] = {}
+    for item in items:
+        case, suite = item.stash.get(CASE, None), getattr(getattr(item, "function", None), "membed_suite", None)
+        if case is not None and suite is not None and suite.expected_seconds is not None:
+            expected.setdefault(case.suite, []).append(suite.expected_seconds(case, profile))
+    return [f"membed: {name}: {len(seconds)} cases, expected about {sum(seconds) / 60:.0f} min on 2 cores "
+            f"({profile.name} profile)" for name, seconds in expected.items()]
 
 
 def _case_of(item) -> grid.Case | None:
@@ -224,6 +254,10 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     case = item.stash.get(CASE, None)
+    if case is not None and report.when == "call" and report.passed and distributed.is_worker(item.config):
+        record = item.funcargs["benchmark"].extra_info
+        distributed.send(item, report, distributed.ENTRY, results.benchmark_entry(
+            case, record, results.stats_of(record.rounds), item.nodeid))
     if case is None or not (report.skipped or report.failed):
         return
     if report.when == "teardown" and report.skipped:
@@ -240,8 +274,10 @@ def pytest_runtest_makereport(item, call):
     if item.stash.get(_LOGGED, False):
         return
     item.stash[_LOGGED] = True
-    item.config.stash[NOT_RUN].append(
-        results.not_run_entry(case, record, "skipped" if report.skipped else "failed", reason, item.nodeid))
+    entry = results.not_run_entry(case, record, "skipped" if report.skipped else "failed", reason, item.nodeid)
+    item.config.stash[NOT_RUN].append(entry)
+    if distributed.is_worker(item.config):
+        distributed.send(item, report, distributed.NOT_RUN, entry)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -268,6 +304,29 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem):
         writer.write("benchmark", entry)
     for entry in not_run[not_run_before:]:
         writer.write("not_run", entry)
+
+
+class _Controller:
+    """The controller of an xdist run: keeps and journals the entries its workers send with their reports."""
+
+    def __init__(self, config: pytest.Config):
+        self.config = config
+
+    def pytest_runtest_logreport(self, report) -> None:
+        writer = self.config.stash.get(JOURNAL, None)
+        for kind, entry in distributed.received(report):
+            (self.config.stash[ISOLATED] if kind == distributed.ENTRY else self.config.stash[NOT_RUN]).append(entry)
+            if writer is not None:
+                writer.write("benchmark" if kind == distributed.ENTRY else "not_run", entry)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node, ids: list[str]) -> None:
+        """The cases the workers selected (they collect; the controller does not)."""
+        if not self.config.stash[SELECTED]:
+            self.config.stash[SELECTED] = list(ids)
+            writer = self.config.stash.get(JOURNAL, None)
+            if writer is not None:
+                writer.write_selected(self.config.stash[SELECTED])
 
 
 def pytest_benchmark_update_json(config: pytest.Config, benchmarks, output_json: dict) -> None:
@@ -314,7 +373,8 @@ def pytest_sessionfinish(session: pytest.Session):
     if writer is not None:
         writer.close()
     benchmark_session = getattr(session.config, "_benchmarksession", None)
-    if benchmark_session is None or not benchmark_session.json or benchmark_session.benchmarks:
+    if (benchmark_session is None or not benchmark_session.json or benchmark_session.benchmarks
+            or distributed.is_worker(session.config)):
         return
     stash = session.config.stash
     if not (stash.get(NOT_RUN, []) or stash.get(ISOLATED, []) or RESUMED in stash):

@@ -32,6 +32,10 @@ Datasets:
     synthetic-planted: ratings from a planted low-rank model
         (`membed.data.planted_ratings`), for the accuracy suite, where the
         noise floor is known.
+    synthetic-ctr: click-through rows of several categorical fields with
+        labels from a planted logistic model (`membed.data.synthetic_ctr`),
+        for the accuracy suite's DLRM-style model (`membed.ctr`), where the
+        Bayes-optimal log loss is known.
     ml-100k, ml-1m, ...: MovieLens; the memory, lookup and train_step suites
         take its users and its items as two id datasets, the accuracy suite
         trains the rating model on it.
@@ -53,7 +57,8 @@ from membed.plan.constants import OPTIMIZER_NAMES  # membed.optim.NAMES, without
 from membed.strategies.storage import STORAGES
 
 PLANTED = "synthetic-planted"
-DATASETS = (*SYNTHETIC_DATASETS, PLANTED, *MOVIELENS)
+CTR = "synthetic-ctr"
+DATASETS = (*SYNTHETIC_DATASETS, PLANTED, CTR, *MOVIELENS)
 # The example's recipe: the accuracy, blocks and pipeline suites use it.
 ACCURACY_BATCH_SIZE = 128
 ACCURACY_LEARNING_RATE = 1e-3
@@ -66,6 +71,11 @@ DEFAULT_OPTIMIZER = schema.DEFAULT_OPTIMIZER
 # The train_step and memory suites' step size: it moves no time or byte they record.
 TRAIN_LEARNING_RATE = 1e-3
 TRAIN_FRACTION = 0.85
+# The accuracy suite's optimizers per model family: the example's Adam for the rating model;
+# lazy Adam (rows a batch touches only) for the CTR model, whose 1e6-id field makes a dense
+# Adam step rewrite 18M parameters: the same test log loss (0.4675 vs 0.4680 on 1e6 rows) in a
+# tenth of the time (15.5 s vs 166 s), as click-through models are trained at scale.
+ACCURACY_OPTIMIZERS = {"rating": ("adam",), "ctr": ("lazy_adam",)}
 SEED = 42
 
 
@@ -89,7 +99,13 @@ class Profile:
         min_rounds: the fewest rounds a slow case is cut down to.
         round_budget_s: seconds of timed rounds a case aims at (slow steps get fewer rounds).
         warmup_rounds: untimed rounds first (the first call traces the tf.function).
-        accuracy_epochs: epochs of the rating model.
+        accuracy_max_epochs: the accuracy suite's epoch budget; a fit stops earlier once
+            validation loss has not improved for `accuracy_patience` epochs (best weights kept).
+        accuracy_patience: early stopping's patience, in epochs.
+        accuracy_seeds: the seeds each accuracy case trains with (split, initialisation,
+            shuffling); records carry each seed's values, their mean and a 95% interval.
+        accuracy_batch_size: the accuracy suite's batch size (`membed reproduce` keeps the
+            example's 128; 512 with a tuned step size converges as far in a quarter of the steps).
         accuracy_presets: presets trained per strategy, by name (None: every preset of
             `membed.presets`); a strategy with none of them trains its first preset.
         planted: `planted_ratings` arguments of the synthetic-planted dataset.
@@ -98,6 +114,16 @@ class Profile:
             accuracy suites, names of `membed.optim.NAMES`; `--optimizers` narrows it.
         accuracy_storages: storages each trained pair is evaluated in again
             (`membed.presets.evaluate_by_storage`), float32 first.
+        accuracy_optimizers: the accuracy suite's optimizers per model family: `rating`
+            (MovieLens, synthetic-planted) and `ctr` (synthetic-ctr). `--optimizers` narrows them.
+        ctr: `membed.data.synthetic_ctr` arguments of the synthetic-ctr dataset.
+        ctr_strategies: the strategies the accuracy suite trains on synthetic-ctr (None: all
+            selected). Quick keeps four: `mixed_dim` (which cannot compress ml-100k's few
+            users and items at all), the baseline, and one of each family.
+        suites: the suites this profile runs (None: all); the others' cases are deselected.
+        tune_learning_rates: the tune profile's grid, optimizer -> step sizes: each accuracy
+            case trains once per step size (one seed) and `python -m bench.tuning` stores the
+            best on validation (`bench/tuning.py`). None: cases train at the stored step sizes.
     """
 
     name: str
@@ -111,12 +137,21 @@ class Profile:
     min_rounds: int
     round_budget_s: float
     warmup_rounds: int
-    accuracy_epochs: int
+    accuracy_max_epochs: int
     accuracy_presets: tuple[str, ...] | None
     planted: dict[str, int]
     pipeline_rounds: int = 3
     optimizers: tuple[str, ...] = (DEFAULT_OPTIMIZER,)
     accuracy_storages: tuple[str, ...] = ("float32",)
+    accuracy_patience: int = 2
+    accuracy_seeds: tuple[int, ...] = (1, 2)
+    accuracy_batch_size: int = 512
+    accuracy_optimizers: dict[str, tuple[str, ...]] = dataclasses.field(
+        default_factory=lambda: dict(ACCURACY_OPTIMIZERS))
+    ctr: dict[str, int] = dataclasses.field(default_factory=lambda: {"num_rows": 200_000})
+    ctr_strategies: tuple[str, ...] | None = None
+    suites: tuple[str, ...] | None = None
+    tune_learning_rates: dict[str, tuple[float, ...]] | None = None
 
     def rounds_for(self, call_seconds: float) -> int:
         """Timed rounds for a case whose warm call takes `call_seconds`: the budget's worth, within the bounds.
@@ -129,6 +164,14 @@ class Profile:
         return max(self.min_rounds, min(self.rounds, wanted))
 
 
+# The tune profile's step sizes per optimizer: around each optimizer's default
+# (membed.train.RATING_LEARNING_RATES), a factor of about 3 apart.
+TUNE_LEARNING_RATES = {"adam": (1e-3, 3e-3, 1e-2), "lazy_adam": (1e-3, 3e-3, 1e-2), "adagrad": (0.1, 0.3, 1.0),
+                       "rowwise_adagrad": (0.03, 0.1, 0.3), "sgd": (0.5, 2.0, 8.0)}
+# The planted set of the full and tune profiles: dense enough (600 ratings per item, 300 per
+# user on average) that the full baseline's test MSE comes within 25% of the noise floor.
+DENSE_PLANTED = {"num_users": 1000, "num_items": 500, "num_ratings": 300_000}
+
 PROFILES: dict[str, Profile] = {
     # What CI runs: about 5 minutes on 2 cores.
     "quick": Profile(
@@ -136,20 +179,24 @@ PROFILES: dict[str, Profile] = {
         vocab_sizes=(10**3, 10**5, 10**6),
         sublinear_vocab_sizes=(),
         dims=(64,),
-        datasets=(*SYNTHETIC_DATASETS, PLANTED, "ml-100k"),
+        datasets=(*SYNTHETIC_DATASETS, PLANTED, CTR, "ml-100k"),
         suite_datasets={"memory": ("synthetic-zipf", "ml-100k"), "train_step": ("synthetic-zipf", "ml-100k"),
-                        "accuracy": ("ml-100k",)},
+                        "accuracy": ("ml-100k", CTR)},
         batch_size=4096,
         rounds=20,
         min_rounds=3,
         round_budget_s=0.5,
         warmup_rounds=1,
-        accuracy_epochs=1,
+        # A budget, not convergence (the full profile's 20 is): CI's five minutes hold two seeds of
+        # 15 cases; at the tuned step sizes most ml-100k fits are still improving after 4 epochs.
+        accuracy_max_epochs=4,
         accuracy_presets=("baseline", "example", "20x"),
         planted={"num_users": 2000, "num_items": 1000, "num_ratings": 20_000},
         pipeline_rounds=2,
         optimizers=("adam", "rowwise_adagrad"),
         accuracy_storages=("float32", "int8"),
+        accuracy_seeds=(1, 2),
+        ctr_strategies=("full", "mixed_dim", "qr", "hash"),
     ),
     # The whole grid.
     "full": Profile(
@@ -157,18 +204,44 @@ PROFILES: dict[str, Profile] = {
         vocab_sizes=(10**3, 10**4, 10**5, 10**6, 10**7),
         sublinear_vocab_sizes=(10**8,),
         dims=(64,),
-        datasets=(*SYNTHETIC_DATASETS, PLANTED, *MOVIELENS),
+        datasets=(*SYNTHETIC_DATASETS, PLANTED, CTR, *MOVIELENS),
         suite_datasets={},
         batch_size=4096,
         rounds=50,
         min_rounds=3,
         round_budget_s=3.0,
         warmup_rounds=2,
-        accuracy_epochs=3,
+        accuracy_max_epochs=20,
         accuracy_presets=None,
-        planted={"num_users": 6040, "num_items": 3706, "num_ratings": 100_000},
+        planted=DENSE_PLANTED,
         optimizers=OPTIMIZERS,
         accuracy_storages=STORAGES,
+        accuracy_seeds=(1, 2, 3, 4, 5),
+    ),
+    # The step size per strategy, preset and optimizer, chosen on validation: one seed per
+    # step size of TUNE_LEARNING_RATES; `python -m bench.tuning RESULT.json` stores the best.
+    "tune": Profile(
+        name="tune",
+        vocab_sizes=(),
+        sublinear_vocab_sizes=(),
+        dims=(64,),
+        datasets=(CTR, "ml-100k"),
+        suite_datasets={},
+        batch_size=4096,
+        rounds=1,
+        min_rounds=1,
+        round_budget_s=0.0,
+        warmup_rounds=0,
+        accuracy_max_epochs=20,
+        accuracy_presets=None,
+        planted=DENSE_PLANTED,
+        optimizers=("adam",),
+        accuracy_seeds=(1,),
+        # On synthetic-ctr, the strategies of reports/README.md's claims and of the quick profile,
+        # but dhe (60-300 s a fit there: its encoder MLP runs per id of 5 fields).
+        ctr_strategies=("full", "mixed_dim", "qr", "hash", "tt", "robe", "freq_hash"),
+        suites=("accuracy",),
+        tune_learning_rates=TUNE_LEARNING_RATES,
     ),
 }
 
@@ -211,12 +284,15 @@ class Case:
     user_strategy: str | None = None
     item_strategy: str | None = None
     optimizer: str | None = None
+    learning_rate: float | None = None
 
     @property
     def variants(self) -> tuple[str, ...]:
-        """The ids' last parts (after size and dim; a fit's, after its dataset): preset, a non-default optimizer."""
+        """The ids' last parts (after size and dim; a fit's, after its dataset): preset, a non-default
+        optimizer, a tune profile's step size (`lr0.003`)."""
         optimizer = self.optimizer if self.optimizer not in (None, DEFAULT_OPTIMIZER) else None
-        return tuple(part for part in (self.preset, optimizer) if part)
+        rate = f"lr{self.learning_rate:g}" if self.learning_rate is not None else None
+        return tuple(part for part in (self.preset, optimizer, rate) if part)
 
     @property
     def kind(self) -> str:
@@ -294,6 +370,8 @@ class Suite:
         latency, covers_strategies, description: the schema entry's, for a suite
             the schema does not hold yet (declared into it with the test); where
             the schema holds the suite, None (the default) means "as there".
+        expected_seconds: optional, (case, profile) -> the seconds a case is expected to
+            take on a 2-core machine; the run prints the sum before it starts.
 
     Example:
         >>> from bench import axes
@@ -309,6 +387,7 @@ class Suite:
     latency: bool | None = None
     covers_strategies: bool | None = None
     description: str = ""
+    expected_seconds: Callable[[Case, Profile], float] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in schema.SUITE_KINDS:

@@ -48,6 +48,7 @@ class Harness:
         self.profile = selection.profile
         self._reference: Reference | None = None  # the bare gather of the last paired case
         self._planted = None
+        self._ctr = None
 
     # -- datasets
     def _unavailable(self, name: str, error: DatasetUnavailable) -> None:
@@ -75,6 +76,14 @@ class Harness:
             return load_ratings(dataset, None, self.selection.allow_download)
         except DatasetUnavailable as error:
             self._unavailable(dataset, error)
+
+    def ctr_data(self):
+        """The synthetic-ctr rows of the profile (`membed.data.synthetic_ctr`), made once per session."""
+        if self._ctr is None:
+            from membed.data.ctr import synthetic_ctr
+
+            self._ctr = synthetic_ctr(**self.profile.ctr, seed=grid.SEED)
+        return self._ctr
 
     # -- the suite's rules
     def admit(self, case: grid.Case, record: dict, vocab_size: int, options: dict | None = None) -> measure.CaseSizes:

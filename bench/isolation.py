@@ -39,7 +39,7 @@ CHILD_ENV = "MEMBED_BENCH_CHILD"  # set in the child: it runs its one case in-pr
 DEFAULT_SHARE = 0.125
 POLL_SECONDS = 0.2
 # The run's own options, passed on to the child so that it parametrizes the same grid.
-PASSED_OPTIONS = ("profile", "strategies", "vocab_sizes", "datasets", "optimizers", "measure_timeout")
+PASSED_OPTIONS = ("profile", "strategies", "vocab_sizes", "datasets", "optimizers", "seeds", "measure_timeout")
 
 
 def estimated_peak_bytes(case: grid.Case) -> int | None:

@@ -12,6 +12,8 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
+
 from bench.grid import DATASETS, OPTIMIZERS, PROFILES, Selection
 from membed import measure, strategies
 
@@ -62,7 +64,7 @@ def _checked_names(text: str | None, kind: str, option: str, valid) -> list[str]
 def selection_from_options(profile: str, strategy_list: str | None, vocab_sizes: str | None,
                            datasets: str | None, allow_download: bool = False,
                            measure_timeout_s: float = measure.DEFAULT_TIMEOUT_S,
-                           optimizer_list: str | None = None) -> Selection:
+                           optimizer_list: str | None = None, seed_list: str | None = None) -> Selection:
     """Builds the run's Selection from the command-line strings; GridError lists valid values.
 
     Args:
@@ -75,6 +77,8 @@ def selection_from_options(profile: str, strategy_list: str | None, vocab_sizes:
         measure_timeout_s: seconds before a measuring process is killed.
         optimizer_list: comma-separated names of `grid.OPTIMIZERS` (`membed.optim.NAMES`)
             for the suites that train (None: the profile's).
+        seed_list: comma-separated seeds (integers >= 0) of the accuracy suite (None: the profile's
+            `accuracy_seeds`).
     """
     if profile not in PROFILES:
         raise GridError(f"unknown --profile {profile!r}. Use one of: {', '.join(PROFILES)}.")
@@ -85,6 +89,11 @@ def selection_from_options(profile: str, strategy_list: str | None, vocab_sizes:
     optimizers = _checked_names(optimizer_list, "optimizer", "--optimizers", OPTIMIZERS)
     if not (measure_timeout_s > 0):
         raise GridError(f"invalid --measure-timeout {measure_timeout_s!r}: it must be a number of seconds > 0.")
+    if seed_list is not None:
+        seeds = parse_list(seed_list) or []
+        if not seeds or not all(seed.isdigit() for seed in seeds):
+            raise GridError(f"invalid --seeds {seed_list!r}: comma-separated integers >= 0, e.g. 1,2,3.")
+        chosen = dataclasses.replace(chosen, accuracy_seeds=tuple(dict.fromkeys(int(seed) for seed in seeds)))
     sizes = (parse_vocab_sizes(vocab_sizes) if vocab_sizes is not None
              else chosen.vocab_sizes + chosen.sublinear_vocab_sizes)
     return Selection(

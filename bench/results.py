@@ -34,6 +34,10 @@ class Record(dict):
         case: the case it describes.
         values: fields known already (each one checked).
 
+    Attributes:
+        rounds: seconds of each timed round where pytest-benchmark did not time them
+            (a pytest-xdist worker, `bench.distributed`); not a field.
+
     Raises:
         ValueError: on writing a key `analysis.schema` does not declare.
     """
@@ -41,6 +45,7 @@ class Record(dict):
     def __init__(self, case: grid.Case, values: Mapping[str, Any] | None = None):
         super().__init__(grid.base_record(case))
         self.where = case.case_id()
+        self.rounds: list[float] = []
         self.update(values or {})
 
     def __setitem__(self, key: str, value: Any) -> None:

@@ -16,7 +16,7 @@ def test_ci_runs_the_readme_quickstart_commands():
                              check=True).stdout.splitlines()
     commands = quickstart_commands((ROOT / "README.md").read_text(encoding="utf-8"))
     assert printed == commands
-    assert commands[0].startswith('pip install -e ".[dev]"')
+    assert commands[0].startswith('pip install -e ".[dev,jax]"')
     assert any(command.startswith("tox -e bench") for command in commands)
     assert "pytest" in commands
     assert any("--check reports/baseline.json" in command for command in commands)

@@ -84,7 +84,7 @@ def test_json_has_the_tables_and_the_cases(capsys):
     assert code == 0
     document = json.loads(out)
     titles = [t["title"] for t in document["tables"]]
-    assert "Pareto front: memory vs val MSE" in titles
+    assert "Pareto front: memory vs test loss" in titles
     pareto = next(t for t in document["tables"] if t["title"].startswith("Pareto"))
     assert {"ml-100k", "synthetic-planted"} == {r["dataset"] for r in pareto["rows"]}
     assert any(c["case"] == ACCURACY for c in document["cases"])

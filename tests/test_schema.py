@@ -109,7 +109,8 @@ def test_every_declaration_refers_to_declared_things():
 
 
 def test_suites_and_their_kinds():
-    assert tuple(schema.SUITE_ORDER) == ("memory", "lookup", "gather", "train_step", "blocks", "accuracy", "pipeline")
+    assert tuple(schema.SUITE_ORDER) == ("memory", "lookup", "gather", "train_step", "blocks", "accuracy", "pipeline",
+                                         "sharded")
     assert schema.PAIRED_SUITES == ("lookup", "train_step", "blocks")
     assert schema.LATENCY_SUITES == ("lookup", "gather", "train_step", "blocks")
     assert schema.STRATEGY_SUITES == ("memory", "lookup", "train_step", "accuracy")
@@ -311,6 +312,7 @@ def test_rules_come_from_the_gate_table_and_each_fields_treatment():
         ("peak_rss_bytes_train", "peak_rss"),
         ("gather_ratio", "gather_ratio_rel"),
         ("val_mse", "val_mse_abs"),
+        ("val_logloss", "val_mse_abs"),
     ]
     assert built["params"].limit == "> +2 params" and built["index_bytes"].limit == "> +8 bytes"
     assert built["peak_rss_bytes_train"].limit == "> +20% and > +64 MiB"

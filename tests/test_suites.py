@@ -179,8 +179,12 @@ def test_another_optimizer_needs_trainable_weights_and_its_skip_is_no_projection
 def test_the_optimizer_axis_is_the_last_of_the_suites_that_train():
     from bench import axes as common
 
-    for name in ("memory", "train_step", "accuracy"):
+    for name in ("memory", "train_step"):
         assert grid.declaration(name).axes[-1] is common.optimizers, name
+    # The accuracy suite's is the profile's accuracy optimizers of these, before the tune profile's step sizes.
+    from bench.test_accuracy import fit_optimizers, tune_rates
+
+    assert grid.declaration("accuracy").axes[-2:] == (fit_optimizers, tune_rates)
     assert all(common.optimizers not in grid.declaration(name).axes for name in ("lookup", "gather", "blocks"))
     assert common.optimizers(quick(optimizers=("sgd", "adam")), {}) == [{"optimizer": "sgd"}, {"optimizer": "adam"}]
 

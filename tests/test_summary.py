@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.summary import best_per_level, level_of, summary_table, t95
+from analysis.stats import t975
+from analysis.summary import best_per_level, level_of, summary_table
 
 MIB = 1024 * 1024
 
@@ -91,8 +92,22 @@ def test_several_seeds_give_a_mean_and_a_t_interval(frame):
     best = best_per_level(pd.concat([frame, seeds], ignore_index=True))
     qr = best[(best["dataset"] == "ml-100k") & (best["level"] == "5x")].iloc[0]
     values = np.array([0.9, 0.85, 0.87])
-    assert qr["seeds"] == 3 and qr["val MSE"] == pytest.approx(values.mean())
-    assert qr["± 95% CI"] == pytest.approx(t95(2) * values.std(ddof=1) / math.sqrt(3))
+    assert qr["seeds"] == 3 and qr["test loss"] == pytest.approx(values.mean())
+    assert qr["± 95% CI"] == pytest.approx(t975(2) * values.std(ddof=1) / math.sqrt(3))
+
+
+def test_a_record_of_several_seeds_keeps_its_interval_and_is_told_apart_or_not(frame):
+    # Records of this round carry their seeds: the test loss, its half-width and the per-seed values.
+    rows = [fitted("qr", "5x", 0.9, test_loss=0.80, test_loss_ci95=0.01, seeds=[1, 2, 3]),
+            fitted("hash", "5x", 0.95, test_loss=0.85, test_loss_ci95=0.01, seeds=[1, 2, 3]),
+            fitted("tt", "20x", 1.1, test_loss=0.90, test_loss_ci95=0.05, seeds=[1, 2, 3]),
+            fitted("qr", "20x", 1.2, test_loss=0.93, test_loss_ci95=0.05, seeds=[1, 2, 3])]
+    others = frame[~frame["preset"].isin(["5x", "20x"]) | (frame["dataset"] != "ml-100k")]
+    best = best_per_level(pd.concat([others, pd.DataFrame(rows)], ignore_index=True))
+    best = best[best["dataset"] == "ml-100k"].set_index("level")
+    assert best.loc["5x", ["strategy", "test loss", "± 95% CI", "seeds"]].tolist() == ["qr", 0.80, 0.01, 3]
+    assert best.loc["5x", ["runner-up", "apart"]].tolist() == ["hash", "yes"]  # 0.81 < 0.84
+    assert best.loc["20x", ["strategy", "runner-up", "apart"]].tolist() == ["tt", "qr", "no"]  # 0.95 > 0.88
 
 
 def test_one_seed_says_so_and_shows_no_interval(frame):

@@ -1,0 +1,38 @@
+"""bench.distributed: fit cases over pytest-xdist workers (local popen gateways), timing suites left serial."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.bench_runs import ROOT
+
+pytest.importorskip("xdist")
+
+
+def test_fit_cases_run_on_two_popen_gateways_and_land_in_one_json(tmp_path):
+    out = tmp_path / "fit.json"
+    command = [sys.executable, "-m", "pytest", "bench", "--benchmark-only", "--profile", "quick",
+               "--datasets", "synthetic-planted,synthetic-zipf", "--vocab-sizes", "1000", "--strategies", "full,hash", "--seeds", "1,2",
+               "-k", "accuracy or (lookup and full)", "-d", "--tx", "2*popen", "-p", "no:cacheprovider", "-q",
+               "--benchmark-json", str(out)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    result = json.loads(out.read_text())
+    fits = {entry["name"]: entry for entry in result["benchmarks"]}
+    # The baseline, the example's pair and hash's 20x: each timed once per seed by its worker.
+    assert set(fits) == {"test_accuracy[full-synthetic-planted-baseline]",
+                         "test_accuracy[example_qr+example_md-synthetic-planted-example]",
+                         "test_accuracy[hash-synthetic-planted-20x]"}
+    for entry in fits.values():
+        assert entry["stats"]["rounds"] == 2 and entry["extra_info"]["seeds"] == [1, 2]
+        assert len(entry["extra_info"]["test_mse_per_seed"]) == 2
+    # The lookup cases are not timed next to the fits: skipped with the reason, still in the result.
+    skipped = [entry for entry in result["membed"]["not_run"] if entry["suite"] == "lookup"]
+    assert skipped and all("run serially" in entry["reason"] for entry in skipped)
+    assert set(result["membed"]["selected"]) >= {entry["fullname"] for entry in result["benchmarks"]}
+    journal = [json.loads(line)["kind"] for line in out.with_suffix(".jsonl").read_text().splitlines()]
+    assert journal.count("benchmark") == 3 and "selected" in journal
