@@ -5,14 +5,15 @@ on the same dataset and optimizer, on the accuracy suite's test loss (test
 MSE; synthetic-ctr: test log loss) with its 95% half-width over seeds:
 
 - `within`: the strategy's loss is at most `tolerance` (relative to the
-  reference's) above the reference's. With the difference d = strategy -
-  reference and its half-width h = sqrt(h_strategy^2 + h_reference^2): holds
-  when d + h <= tolerance * reference (within it even at the interval's
-  worst), fails when d - h > tolerance * reference, else inconclusive.
-- `unbeaten`: no rival at the same preset is better than the strategy by more
-  than the half-width of their difference: fails when a rival is (d + h < 0
-  for rival - strategy), holds when every rival is worse or equal beyond the
-  noise (d - h >= 0), else inconclusive.
+  reference's) above the reference's. With d the mean over seeds of the
+  per-seed differences strategy - reference (paired: a seed draws the split,
+  so both trained and were tested on the same rows) and h its 95%
+  half-width: holds when d + h <= tolerance * reference (within it even at
+  the interval's worst), fails when d - h > tolerance * reference, else
+  inconclusive.
+- `unbeaten`: no rival at the same preset is better than the strategy beyond
+  the noise: fails when a rival is (d + h < 0 for rival - strategy), holds
+  when every rival is worse beyond it (d - h >= 0), else inconclusive.
 
     python -m analysis.claims out/claims.json [more.json ...]   # the markdown table
 
@@ -31,7 +32,7 @@ import pandas as pd
 
 from analysis.frames import accuracy_loss, ok_rows, with_test_loss
 from analysis.load import load_results
-from analysis.stats import distinguishable
+from analysis.stats import paired_difference as _difference
 
 REFERENCE = ("full", "baseline")
 
@@ -62,12 +63,6 @@ CLAIMS = (
 )
 
 
-def _difference(first: pd.Series, second: pd.Series) -> tuple[float, float]:
-    """(first - second, half-width of the difference) of two rows' losses; NaN half-width without seeds."""
-    half = math.hypot(first["loss_ci95"], second["loss_ci95"])
-    return float(first["loss"] - second["loss"]), half
-
-
 def judge_within(claim: Claim, row: pd.Series, reference: pd.Series) -> str:
     difference, half = _difference(row, reference)
     limit = claim.tolerance * float(reference["loss"])
@@ -79,13 +74,15 @@ def judge_within(claim: Claim, row: pd.Series, reference: pd.Series) -> str:
 
 
 def judge_unbeaten(row: pd.Series, rivals: pd.DataFrame) -> tuple[str, str]:
-    """(verdict, the rival that decides it or '') for `row` against its rivals' rows."""
+    """(verdict, the rival that decides it or '') for `row` against its rivals' rows (paired by seed)."""
     undecided = ""
     for _, rival in rivals.sort_values("loss").iterrows():
-        apart = distinguishable((rival["loss"], rival["loss_ci95"]), (row["loss"], row["loss_ci95"]))
-        if apart and rival["loss"] < row["loss"]:
+        difference, half = _difference(rival, row)  # < 0: the rival is better
+        if math.isnan(half):
+            undecided = undecided or rival["strategy"]
+        elif difference + half < 0:
             return "fails", rival["strategy"]
-        if not apart:
+        elif difference - half < 0:
             undecided = undecided or rival["strategy"]
     return ("inconclusive", undecided) if undecided else ("holds", "")
 
@@ -93,29 +90,40 @@ def judge_unbeaten(row: pd.Series, rivals: pd.DataFrame) -> tuple[str, str]:
 def judge(frame: pd.DataFrame, claims: tuple[Claim, ...] = CLAIMS) -> pd.DataFrame:
     """One row per claim, dataset, optimizer and preset: the numbers compared and the verdict."""
     frame = frame if "test_loss" in frame else with_test_loss(frame)
-    rows = accuracy_loss(ok_rows(frame[frame["suite"] == "accuracy"])).dropna(subset=["loss"])
-    rows = rows.assign(optimizer=rows["optimizer"].fillna("adam"))
+    cases = frame[frame["suite"] == "accuracy"]
+    cases = cases.assign(optimizer=cases["optimizer"].fillna("adam"))
+    rows = accuracy_loss(ok_rows(cases)).dropna(subset=["loss"])
     records = []
     for claim in claims:
         for (dataset, optimizer), group in rows.groupby(["dataset", "optimizer"], sort=True):
+            tried = cases[(cases["dataset"] == dataset) & (cases["optimizer"] == optimizer)
+                          & (cases["strategy"] == claim.strategy)]
+            if tried.empty:
+                continue  # the run did not select this strategy on this dataset
             reference = group[(group["strategy"] == REFERENCE[0]) & (group["preset"] == REFERENCE[1])]
             for preset in claim.presets:
                 mine = group[(group["strategy"] == claim.strategy) & (group["preset"] == preset)]
                 record = {"claim": claim.name, "dataset": dataset, "optimizer": optimizer, "preset": preset}
                 if mine.empty:
-                    records.append({**record, "compared": f"no {claim.strategy} {preset} case ran here",
-                                    "verdict": "not run"})
+                    stopped = tried[tried["preset"] == preset]
+                    why = stopped["reason"].iloc[0] if len(stopped) else "not selected"
+                    records.append({**record, "compared": f"{claim.strategy} {preset}: {why}", "verdict": "not run"})
                     continue
                 row = mine.iloc[0]
                 text = f"{claim.strategy} {_loss_text(row)}"
                 if claim.kind == "within" and not reference.empty:
                     verdict = judge_within(claim, row, reference.iloc[0])
-                    text += f" vs full {_loss_text(reference.iloc[0])}"
+                    difference, half = _difference(row, reference.iloc[0])
+                    text += (f" vs full {_loss_text(reference.iloc[0])}; difference {difference:+.4f} ± {half:.4f}, "
+                             f"limit {claim.tolerance * float(reference.iloc[0]['loss']):.4f}")
                 elif claim.kind == "unbeaten":
                     rivals = group[group["strategy"].isin(claim.rivals) & (group["preset"] == preset)]
-                    verdict, decider = judge_unbeaten(row, rivals)
+                    verdict, decider = judge_unbeaten(row, rivals) if len(rivals) else ("not run", "")
                     best = rivals.sort_values("loss").head(1)
-                    text += f"; best rival {best.iloc[0]['strategy']} {_loss_text(best.iloc[0])}" if len(best) else ""
+                    if len(best):
+                        difference, half = _difference(best.iloc[0], row)
+                        text += (f"; best rival {best.iloc[0]['strategy']} {_loss_text(best.iloc[0])}, "
+                                 f"difference {difference:+.4f} ± {half:.4f}")
                     text += f" ({decider} decides)" if decider else ""
                 else:
                     verdict, text = "not run", text + "; no full baseline here"

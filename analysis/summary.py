@@ -9,8 +9,10 @@ synthetic-ctr; val MSE for records from before the test split), with:
   half-width the record carries (a case loaded from several result files:
   the mean of their means and the half-width over them);
 - the runner-up (the best other strategy at that level) and whether the two
-  are told apart: `yes` when their 95% intervals do not overlap, `no` when
-  they do (the ranking is inside the noise), `?` without intervals;
+  are told apart: `yes` when the 95% interval of their difference excludes
+  zero (paired by seed where both records carry their seeds' values, else
+  their two intervals do not overlap), `no` when it does not (the ranking is
+  inside the noise), `?` without seeds;
 - its per-id lookup cost: the lookup suite's `gather_ratio` (and `ns_per_id`,
   `floor_ratio` where records carry them) for the same strategy at the vocab
   size nearest the dataset's;
@@ -33,7 +35,7 @@ import pandas as pd
 
 from analysis import schema
 from analysis.frames import Table, ok_rows
-from analysis.stats import distinguishable, mean_ci95
+from analysis.stats import mean_ci95, paired_difference
 
 # An accuracy preset that names a compression level: `5x`, `20x`, `100x`.
 LEVEL_PATTERN = re.compile(r"^(\d+(?:\.\d+)?)x$")
@@ -94,12 +96,22 @@ def seed_means(rows: pd.DataFrame) -> pd.DataFrame:
         values = group["_loss"].to_numpy(dtype="float64")
         if len(values) == 1:
             mean, ci, seeds = float(values[0]), float(group["_ci"].iloc[0]), float(group["_seeds"].iloc[0])
+            first = group.iloc[0]
+            losses = {name: first.get(name) for name in ("seeds", "test_mse_per_seed", "test_logloss_per_seed")}
         else:
-            (mean, ci), seeds = mean_ci95(values), float(group["_seeds"].sum())
+            (mean, ci), seeds, losses = mean_ci95(values), float(group["_seeds"].sum()), {}
         full = group["full_val_mse"].mean() if "full_val_mse" in group else np.nan
         records.append({**dict(zip(SEED_KEYS, key)), "loss": mean, "ci": ci, "seeds": seeds, "full_val_mse": full,
-                        "val_mse": float(group["val_mse"].astype("float64").mean())})
-    return pd.DataFrame(records, columns=[*SEED_KEYS, "loss", "ci", "seeds", "full_val_mse", "val_mse"])
+                        "val_mse": float(group["val_mse"].astype("float64").mean()), "per_seed": losses})
+    return pd.DataFrame(records, columns=[*SEED_KEYS, "loss", "ci", "seeds", "full_val_mse", "val_mse", "per_seed"])
+
+
+def told_apart(first: pd.Series, second: pd.Series) -> bool | None:
+    """Whether two `seed_means` rows' losses differ beyond the noise: paired by seed where both carry their seeds'
+    values (`analysis.stats.paired_difference`), else their 95% intervals do not overlap; None without seeds."""
+    difference, half = paired_difference({**first["per_seed"], "loss": first["loss"], "loss_ci95": first["ci"]},
+                                         {**second["per_seed"], "loss": second["loss"], "loss_ci95": second["ci"]})
+    return None if math.isnan(half) else abs(difference) > half
 
 
 def nearest(rows: pd.DataFrame, vocab_size: float) -> pd.DataFrame:
@@ -172,7 +184,7 @@ def best_per_level(frame: pd.DataFrame) -> pd.DataFrame:
         row = level.iloc[0]
         others = level[level["strategy"] != row["strategy"]]
         runner = others.iloc[0] if len(others) else None
-        apart = None if runner is None else distinguishable((row["loss"], row["ci"]), (runner["loss"], runner["ci"]))
+        apart = None if runner is None else told_apart(row, runner)
         parts = str(row["strategy"]).split("+")
         lookups = [lookup_cost(frame, part, row["vocab_size"]) for part in parts]
         peaks = [train_peak_ratio(frame, part, row["optimizer"], row["vocab_size"]) for part in parts]
@@ -216,7 +228,8 @@ def summary_table(frame: pd.DataFrame) -> Table:
     note = (
         "Best = lowest test loss (test MSE; synthetic-ctr: test log loss) among the accuracy cases at that preset "
         f"(compression by bytes); {seed_text}. runner-up: the best other strategy at that level; apart: yes when "
-        "the two 95% intervals do not overlap, no when they do (not told apart). lookup ×gather: the lookup suite's gather_ratio for the strategy at the vocab size "
+        "the 95% interval of their difference, paired by seed, excludes 0; no when it does not (not told apart). "
+        "lookup ×gather: the lookup suite's gather_ratio for the strategy at the vocab size "
         "nearest `ids` (its own default options, not the preset's); ×np.take and ns/id where recorded. "
         "train peak ×weights: the memory suite's allocator peak of one train step / (param + index bytes), same "
         "strategy and optimizer, nearest size. A pair a+b: mean of the two lookups, larger of the two peaks."

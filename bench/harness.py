@@ -6,6 +6,7 @@ fixture); the suites call it for their data, their rules and their timing.
 
 from __future__ import annotations
 
+import functools
 import gc
 import time
 from dataclasses import dataclass
@@ -40,6 +41,15 @@ NUMPY_COPY_MAX_BYTES = 512 << 20
 AMORTISED_ROUNDS = 3
 
 
+@functools.lru_cache(maxsize=2)
+def ctr_rows(arguments: tuple[tuple[str, int], ...]):
+    """`membed.data.synthetic_ctr(**dict(arguments), seed=grid.SEED)`, made once per process (collection reads
+    its presets, the cases train on it)."""
+    from membed.data.ctr import synthetic_ctr
+
+    return synthetic_ctr(**dict(arguments), seed=grid.SEED)
+
+
 class Harness:
     """Per-session helpers the suites share: data, their suite's rules, layers, timing, the gather reference."""
 
@@ -48,7 +58,6 @@ class Harness:
         self.profile = selection.profile
         self._reference: Reference | None = None  # the bare gather of the last paired case
         self._planted = None
-        self._ctr = None
 
     # -- datasets
     def _unavailable(self, name: str, error: DatasetUnavailable) -> None:
@@ -78,12 +87,8 @@ class Harness:
             self._unavailable(dataset, error)
 
     def ctr_data(self):
-        """The synthetic-ctr rows of the profile (`membed.data.synthetic_ctr`), made once per session."""
-        if self._ctr is None:
-            from membed.data.ctr import synthetic_ctr
-
-            self._ctr = synthetic_ctr(**self.profile.ctr, seed=grid.SEED)
-        return self._ctr
+        """The synthetic-ctr rows of the profile (`membed.data.synthetic_ctr`), made once per process."""
+        return ctr_rows(tuple(sorted(self.profile.ctr.items())))
 
     # -- the suite's rules
     def admit(self, case: grid.Case, record: dict, vocab_size: int, options: dict | None = None) -> measure.CaseSizes:

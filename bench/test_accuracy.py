@@ -31,7 +31,6 @@ in each of the profile's `accuracy_storages` (`val_mse_by_storage`).
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable, Mapping, Sequence
 
 import pytest
@@ -39,6 +38,7 @@ import pytest
 from analysis import schema
 from analysis.stats import mean_ci95
 from bench import axes, distributed, grid, steps, tuning
+from bench.harness import ctr_rows
 from membed import plan, presets, strategies
 from membed.data import find_movielens, train_val_test_split
 from membed.measure import jsonable, layer_options, layer_sizes
@@ -69,13 +69,6 @@ def strategy_pairs(strategy: str, selection: grid.Selection) -> list[presets.Pai
     return [pair for pair in pairs if pair.preset in wanted] or pairs[:1]
 
 
-@functools.lru_cache(maxsize=2)
-def _ctr_data(arguments: tuple):
-    from membed.data.ctr import synthetic_ctr
-
-    return synthetic_ctr(**dict(arguments), seed=grid.SEED)
-
-
 def ctr_preset_names(strategy: str, selection: grid.Selection) -> list[str]:
     """The presets the accuracy suite trains `strategy` at on synthetic-ctr (`membed.ctr.ctr_presets`).
 
@@ -86,7 +79,7 @@ def ctr_preset_names(strategy: str, selection: grid.Selection) -> list[str]:
     """
     from membed import ctr
 
-    presets = ctr.ctr_presets(strategy, _ctr_data(tuple(sorted(selection.profile.ctr.items()))), CTR_DIM)
+    presets = ctr.ctr_presets(strategy, ctr_rows(tuple(sorted(selection.profile.ctr.items()))), CTR_DIM)
     wanted = selection.profile.accuracy_presets
     if wanted is None:
         return [preset.preset for preset in presets]

@@ -12,6 +12,21 @@ def fit(strategy, preset, loss, half, dataset="ml-100k"):
             "preset": preset, "val_mse": loss, "test_mse": loss, "test_mse_ci95": half}
 
 
+def seeded(strategy, preset, losses, dataset="ml-100k"):
+    return {**fit(strategy, preset, sum(losses) / len(losses), 0.05, dataset), "seeds": [1, 2, 3],
+            "test_mse_per_seed": list(losses)}
+
+
+def test_differences_are_paired_by_seed_where_both_rows_have_them():
+    # Each seed's split moves both losses alike: the intervals (0.05) overlap, the paired difference does not.
+    claim = Claim("p", "", "hash", ("5x",), kind="unbeaten", rivals=("qr",))
+    rows = [seeded("hash", "5x", [0.90, 1.00, 1.10]), seeded("qr", "5x", [0.88, 0.98, 1.08])]
+    assert verdicts(rows, claim) == {("ml-100k", "5x"): "fails"}
+    within = Claim("w", "", "qr", ("5x",), tolerance=0.01)
+    rows = [seeded("full", "baseline", [0.90, 1.00, 1.10]), seeded("qr", "5x", [0.901, 1.001, 1.101])]
+    assert verdicts(rows, within) == {("ml-100k", "5x"): "holds"}
+
+
 def verdicts(rows, claim):
     return judge(pd.DataFrame(rows), (claim,)).set_index(["dataset", "preset"])["verdict"].to_dict()
 
@@ -31,6 +46,8 @@ def test_unbeaten_fails_when_a_rival_is_better_beyond_the_noise():
     apart = [fit("hash", "5x", 1.0, 0.01), fit("qr", "5x", 0.9, 0.01), fit("tt", "5x", 1.1, 0.01)]
     close = [fit("hash", "5x", 1.0, 0.01), fit("qr", "5x", 0.99, 0.01)]
     behind = [fit("hash", "5x", 1.0, 0.01), fit("qr", "5x", 1.1, 0.01)]
+    alone = [fit("hash", "5x", 1.0, 0.01)]
+    assert verdicts(alone, claim) == {("ml-100k", "5x"): "not run"}
     assert verdicts(apart, claim) == {("ml-100k", "5x"): "fails"}
     assert verdicts(close, claim) == {("ml-100k", "5x"): "inconclusive"}
     assert verdicts(behind, claim) == {("ml-100k", "5x"): "holds"}
@@ -38,6 +55,10 @@ def test_unbeaten_fails_when_a_rival_is_better_beyond_the_noise():
 
 def test_a_preset_that_did_not_run_and_one_seed_say_so():
     claim = Claim("z", "", "mixed_dim", ("20x",))
-    assert verdicts([fit("full", "baseline", 1.0, 0.01)], claim) == {("ml-100k", "20x"): "not run"}
+    skipped = {**fit("mixed_dim", "20x", None, None), "status": "skipped", "reason": "cannot reach 20x"}
+    table = judge(pd.DataFrame([fit("full", "baseline", 1.0, 0.01), skipped]), (claim,))
+    assert table[["verdict", "compared"]].values.tolist() == [["not run", "mixed_dim 20x: cannot reach 20x"]]
+    # A strategy the run did not select on a dataset gives no row there.
+    assert judge(pd.DataFrame([fit("full", "baseline", 1.0, 0.01)]), (claim,)).empty
     one_seed = [fit("full", "baseline", 1.0, math.nan), fit("mixed_dim", "20x", 1.0, math.nan)]
     assert verdicts(one_seed, claim) == {("ml-100k", "20x"): "inconclusive"}

@@ -140,3 +140,15 @@ def test_per_id_cost_and_floor_show_when_recorded_at_the_largest_batch(frame):
 def test_no_accuracy_case_at_a_level_gives_an_empty_summary():
     frame = pd.DataFrame([fitted("full", "baseline", 1.0)])
     assert best_per_level(frame).empty
+
+
+def test_the_runner_up_is_told_apart_by_the_difference_paired_by_seed(frame):
+    # Both intervals are wide (each seed's split moves every loss alike); their per-seed differences are not.
+    rows = [fitted("qr", "5x", 0.9, test_loss=1.0, test_loss_ci95=0.2, seeds=[1, 2, 3],
+                   test_mse_per_seed=[0.9, 1.0, 1.1]),
+            fitted("hash", "5x", 0.9, test_loss=1.02, test_loss_ci95=0.2, seeds=[1, 2, 3],
+                   test_mse_per_seed=[0.92, 1.02, 1.12])]
+    others = frame[(frame["preset"] != "5x") | (frame["dataset"] != "ml-100k")]
+    best = best_per_level(pd.concat([others, pd.DataFrame(rows)], ignore_index=True))
+    row = best[(best["dataset"] == "ml-100k") & (best["level"] == "5x")].iloc[0]
+    assert (row["strategy"], row["runner-up"], row["apart"]) == ("qr", "hash", "yes")
