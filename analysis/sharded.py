@@ -70,6 +70,9 @@ def per_device_table(frame: pd.DataFrame) -> Table:
 def devices_needed_table(strategies, dim: int = SCALE_DIM, device_memory_bytes: int = DEVICE_MEMORY,
                          optimizer: str = SCALE_OPTIMIZER) -> Table:
     """The fewest devices each strategy needs at V = 1e8, 1e9, 1e10, row-wise (`membed.plan.devices`)."""
+    from membed.quiet import import_tensorflow
+
+    import_tensorflow()  # the strategies' costs import Keras: TensorFlow starts without its log lines
     from membed.plan.devices import SCALE_VOCAB_SIZES, scale_rows
 
     records = []

@@ -89,11 +89,10 @@ class Profile:
         dims: base dimensions of the memory, lookup and train_step suites.
         datasets: datasets (see the module docstring).
         suite_datasets: narrower datasets for some suites. Quick keeps the
-            memory suite to synthetic-zipf (the id distribution hardly moves
-            memory, and ml-100k's 943 and 1,682 ids are tables of under 0.5 MiB;
-            each case is a process of its own) and the train_step suite to
-            synthetic-zipf and MovieLens (the lookup suite shows what the
-            distribution does to speed), and trains the accuracy suite on
+            memory and train_step suites to synthetic-zipf (the id distribution
+            hardly moves memory, and ml-100k's 943 and 1,682 ids are tables of
+            under 0.5 MiB; the lookup suite shows what the distribution and
+            MovieLens's ids do to speed), and trains the accuracy suite on
             ml-100k and synthetic-ctr (a fit costs seconds). `--datasets`
             replaces both `datasets` and these.
         batch_size: ids per lookup and per training step.
@@ -120,8 +119,8 @@ class Profile:
             (MovieLens, synthetic-planted) and `ctr` (synthetic-ctr). `--optimizers` narrows them.
         ctr: `membed.data.synthetic_ctr` arguments of the synthetic-ctr dataset.
         ctr_strategies: the strategies the accuracy suite trains on synthetic-ctr (None: all
-            selected). Quick keeps four: `mixed_dim` (which cannot compress ml-100k's few
-            users and items at all), the baseline, and one of each family.
+            selected). Quick keeps three: `mixed_dim` (which cannot compress ml-100k's few
+            users and items at all), the baseline and `qr`.
         suites: the suites this profile runs (None: all); the others' cases are deselected.
         tune_learning_rates: the tune profile's grid, optimizer -> step sizes: each accuracy
             case trains once per step size (one seed) and `python -m bench.tuning` stores the
@@ -182,7 +181,7 @@ PROFILES: dict[str, Profile] = {
         sublinear_vocab_sizes=(),
         dims=(64,),
         datasets=(*SYNTHETIC_DATASETS, PLANTED, CTR, "ml-100k"),
-        suite_datasets={"memory": ("synthetic-zipf",), "train_step": ("synthetic-zipf", "ml-100k"),
+        suite_datasets={"memory": ("synthetic-zipf",), "train_step": ("synthetic-zipf",),
                         "accuracy": ("ml-100k", CTR)},
         batch_size=4096,
         rounds=20,
@@ -198,7 +197,7 @@ PROFILES: dict[str, Profile] = {
         optimizers=("adam", "rowwise_adagrad"),
         accuracy_storages=("float32", "int8"),
         accuracy_seeds=(1, 2),
-        ctr_strategies=("full", "mixed_dim", "qr", "hash"),
+        ctr_strategies=("full", "mixed_dim", "qr"),
     ),
     # The whole grid.
     "full": Profile(
