@@ -197,7 +197,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     if distributed.is_worker(config):
         serial = pytest.mark.skip(reason=distributed.SERIAL_REASON)
         for item in items:
-            if CASE in item.stash and item.stash[CASE].kind != "fit":
+            if CASE in item.stash and item.stash[CASE].suite not in distributed.SUITES:
                 item.add_marker(serial)
     config.stash[SELECTED] = [item.nodeid for item in items if CASE in item.stash]  # narrowed by -k later
     resumed = config.stash.get(RESUMED, None)

@@ -11,10 +11,10 @@ next to other work), so here a worker times the fit cases itself (each
 seed's fit, `Rounds`) and sends each case's entry, in pytest-benchmark's
 shape (`bench.results.benchmark_entry`), to the controller in its test
 report's `user_properties`; the controller writes `--benchmark-json` and
-the journal from them, as a serial run would. The timing and memory suites
-(every kind but `fit`) skip under xdist with a one-line reason: concurrent
-work would move their numbers, so they run in a serial invocation
-(`pytest bench --benchmark-only -k "not accuracy"`).
+the journal from them, as a serial run would. The other suites (timing,
+memory, and the pipeline suite's speeds) skip under xdist with a one-line
+reason: concurrent work would move their numbers, so they run in a serial
+invocation (`pytest bench --benchmark-only -k "not accuracy"`).
 """
 
 from __future__ import annotations
@@ -24,10 +24,13 @@ from typing import Any, Callable, Iterable
 
 import pytest
 
+# The suites whose cases run on workers: they time their rounds with `Rounds`. Every other
+# suite (the timing and memory suites, and the pipeline suite, whose numbers are speeds) runs serially.
+SUITES = ("accuracy",)
 ENTRY = "membed_entry"  # a worker's benchmark entry, in report.user_properties
 NOT_RUN = "membed_not_run"  # a worker's not_run entry
-SERIAL_REASON = ("timing and memory suites run serially: under pytest-xdist (-n / --tx) only fit cases run; "
-                 "run this suite in a separate invocation without -n")
+SERIAL_REASON = ("timing and memory suites run serially: under pytest-xdist (-n / --tx) only accuracy cases "
+                 "run; run this suite in a separate invocation without -n")
 
 
 def is_worker(config: pytest.Config) -> bool:
