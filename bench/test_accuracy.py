@@ -138,11 +138,12 @@ def tune_rates(selection: grid.Selection, case: Mapping[str, Any]) -> list[dict[
     return [{}] if rates is None else [{"learning_rate": rate} for rate in rates[case["optimizer"]]]
 
 
-# A fit's cost, from the tune profile's fits on this 2-core machine under load (2026-12-01):
-# seconds per epoch per 100,000 rows, the epochs early stopping typically ran (ml-100k:
-# median 9 of 20 at the chosen step sizes; synthetic-ctr: 3, its best epoch mostly the
-# first), and a second of building and evaluating.
-EPOCH_SECONDS_PER_1E5_ROWS = {"rating": 1.0, "ctr": 1.0}
+# A fit's cost on this 2-core machine: seconds per epoch per 100,000 rows (the clean-clone
+# quick run of 2026-12-01: ml-100k fits of 4 epochs took 1.4-2.5 s, dhe 4 s; synthetic-ctr
+# fits of 3-4 epochs on 200,000 rows 4.4-6.6 s), the epochs early stopping typically ran
+# (the tune profile: ml-100k median 9 of 20 at the chosen step sizes; synthetic-ctr 3, its
+# best epoch mostly the first), and a second of building and evaluating.
+EPOCH_SECONDS_PER_1E5_ROWS = {"rating": 0.3, "ctr": 0.75}
 TYPICAL_EPOCHS = {"rating": 9, "ctr": 3}
 MOVIELENS_ROWS = {"ml-100k": 100_000, "ml-latest-small": 100_836, "ml-1m": 1_000_209, "ml-20m": 20_000_263,
                   "ml-25m": 25_000_095}
