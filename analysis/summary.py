@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import schema
-from analysis.frames import Table, ok_rows
+from analysis.frames import Table, accuracy_loss, ok_rows
 from analysis.stats import mean_ci95, paired_difference
 
 # An accuracy preset that names a compression level: `5x`, `20x`, `100x`.
@@ -84,11 +84,8 @@ def seed_means(rows: pd.DataFrame) -> pd.DataFrame:
         >>> out[["loss", "seeds"]].values.tolist()
         [[1.1, 2.0]]
     """
-    keyed = rows.assign(optimizer=rows["optimizer"].fillna(schema.DEFAULT_OPTIMIZER))
-    test = keyed["test_loss"].astype("float64") if "test_loss" in keyed else pd.Series(np.nan, index=keyed.index)
-    keyed = keyed.assign(_loss=test.fillna(keyed["val_mse"].astype("float64")),
-                         _ci=keyed["test_loss_ci95"].astype("float64").where(test.notna())
-                         if "test_loss_ci95" in keyed else np.nan,
+    keyed = accuracy_loss(rows.assign(optimizer=rows["optimizer"].fillna(schema.DEFAULT_OPTIMIZER)))
+    keyed = keyed.assign(_loss=keyed["loss"], _ci=keyed["loss_ci95"],
                          _seeds=keyed["seeds"].map(lambda v: float(len(v)) if isinstance(v, list) else 1.0)
                          if "seeds" in keyed else 1.0)
     records = []
@@ -169,8 +166,7 @@ def best_per_level(frame: pd.DataFrame) -> pd.DataFrame:
         [['ml-100k', '5x', 'qr'], ['ml-100k', '20x', 'mixed_dim'], ['ml-100k', '100x', 'qr']]
     """
     accuracy = ok_rows(frame[frame["suite"] == "accuracy"])
-    has_loss = accuracy["val_mse"].notna() | (accuracy["test_loss"].notna() if "test_loss" in accuracy else False)
-    accuracy = accuracy[has_loss]
+    accuracy = accuracy[accuracy_loss(accuracy)["loss"].notna()]
     accuracy = accuracy[accuracy["preset"].map(level_of).notna()]
     if accuracy.empty:
         return pd.DataFrame(columns=COLUMNS)
