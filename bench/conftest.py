@@ -3,7 +3,7 @@
 Options (see bench/README.md): `--profile quick|full`, `--strategies a,b`,
 `--vocab-sizes 1000,1e5`, `--datasets synthetic-zipf,ml-100k`, `--optimizers adam,sgd`,
 `--measure-timeout SECONDS`, `--allow-download`, `--isolate-above SHARE`,
-`--resume`. A bad value stops the run before anything is collected, with the
+`--tf-threads N`, `--resume`. A bad value stops the run before anything is collected, with the
 valid values listed (`bench/options.py`).
 
 Every suite function is decorated by its suite's declaration
@@ -31,7 +31,7 @@ import pytest  # noqa: E402
 
 from analysis import journal  # noqa: E402
 from bench import distributed, grid, isolation, options, results  # noqa: E402
-from bench.harness import ROOT, Harness, release_memory  # noqa: E402
+from bench.harness import DEFAULT_TF_THREADS, ROOT, Harness, release_memory, use_tf_threads  # noqa: E402
 from membed import measure  # noqa: E402
 
 SELECTION = pytest.StashKey[grid.Selection]()
@@ -68,6 +68,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="run a case in its own process when this process's RSS plus the case's estimated "
                          f"peak would be above this share of the machine's memory (default "
                          f"{isolation.DEFAULT_SHARE}; 0: every case of known size)")
+    group.addoption("--tf-threads", type=int, default=DEFAULT_TF_THREADS, metavar="N",
+                    help=f"TensorFlow threads (intra- and inter-op) of the run and its child processes "
+                         f"(default {DEFAULT_TF_THREADS}: steadier timings, per-core costs; 0: one per core)")
     group.addoption("--resume", action="store_true",
                     help="run only the cases missing from the journal beside --benchmark-json (an "
                          "interrupted run), then write the JSON of the whole run")
@@ -75,6 +78,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     distributed.prepare(config)  # before pytest-benchmark's own (trylast) configure
+    try:
+        use_tf_threads(config.getoption("tf_threads"))
+    except (ValueError, RuntimeError) as error:
+        raise pytest.UsageError(f"bench: {error}") from None
     try:
         selection = options.selection_from_options(
             config.getoption("profile"),
@@ -344,7 +351,8 @@ def pytest_benchmark_update_json(config: pytest.Config, benchmarks, output_json:
     output_json["benchmarks"] = results.in_run_order(measured + output_json["benchmarks"], selected)
     output_json["membed"] = results.membed_block(selection.profile.name if selection else None, selected,
                                                  results.in_run_order(not_run, selected),
-                                                 config.stash.get(INTERRUPTED, False))
+                                                 config.stash.get(INTERRUPTED, False),
+                                                 tf_threads=config.getoption("tf_threads"))
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:

@@ -1,13 +1,16 @@
 """The benchmark harness: the grid's rules, its coverage of the registry, and the JSON a tiny run writes."""
 
 import json
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 
 from analysis import schema
 from bench import grid, options, rules
-from bench_runs import run_bench
+from bench_runs import ROOT, run_bench
 from membed import strategies
 
 
@@ -256,7 +259,7 @@ class _Options:
     def __init__(self, **values):
         self.values = {"profile": "quick", "strategies": None, "vocab_sizes": None, "datasets": None,
                        "optimizers": None, "allow_download": False, "measure_timeout": 600.0, "isolate_above": 0.25,
-                       **values}
+                       "tf_threads": 0, **values}
         self.stash = pytest.Stash()
         self.pluginmanager = pytest.PytestPluginManager()
 
@@ -274,6 +277,7 @@ class _Options:
         ({"datasets": "ml-2m"}, "unknown dataset 'ml-2m' in --datasets. Use one of: synthetic-zipf"),
         ({"vocab_sizes": "1e3,x"}, "malformed --vocab-sizes '1e3,x'"),
         ({"optimizers": "adam,adamw"}, "unknown optimizer 'adamw' in --optimizers. Use one of: adam, lazy_adam"),
+        ({"tf_threads": -1}, "--tf-threads must be >= 0 (0: one per core), got -1."),
     ],
 )
 def test_a_bad_option_is_a_usage_error_at_configure_time(values, listed):
@@ -284,3 +288,14 @@ def test_a_bad_option_is_a_usage_error_at_configure_time(values, listed):
     config = _Options()
     conftest.pytest_configure(config)
     assert config.stash[conftest.SELECTION].profile.name == "quick"
+
+
+def test_tf_threads_reach_tensorflow_and_the_processes_it_starts():
+    """`use_tf_threads` before TensorFlow's first op sets its thread pools, and the variables children read."""
+    code = ("import os, tensorflow as tf; from bench.harness import use_tf_threads; use_tf_threads(1); "
+            "tf.constant(1.0) + 1.0; print(tf.config.threading.get_intra_op_parallelism_threads(), "
+            "tf.config.threading.get_inter_op_parallelism_threads(), os.environ['TF_NUM_INTRAOP_THREADS'])")
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120,
+                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.split() == ["1", "1", "1"]
