@@ -19,7 +19,12 @@ stats, as a proxy: `IQR_TO_HALF_WIDTH` x IQR / median / sqrt(rounds), the
 normal approximation of the same interval, which leaves out the bare gather's
 own noise. A baseline written from several runs of the same code (several
 RESULT.json) raises each case's noise to half the range of its ratio across
-them: the noise between runs, which no one run shows. A baseline without
+them: the noise between runs, which no one run shows. Such a baseline also
+stores `<field>_group_noise` on each case: half the relative range, across
+the runs, of the geometric mean of its group's ratios (`analysis.rules.group_of`:
+a strategy's cases of one suite), which `analysis.rules.GroupRule` limits the
+group by; a whole run's drift moves a group's cases together, so it does not
+average away over them. A baseline without
 noise (written before it was stored) still loads; its cases are gated by the
 constant `gather_ratio_rel`.
 """
@@ -48,7 +53,8 @@ INT_FIELDS = tuple(name for name in GATED_FIELDS if schema.FIELD[name].type == "
 NOISE_SUFFIX = "_noise"
 ROUNDS_SUFFIX = "_rounds"
 RATIO_FIELDS = tuple(name for name in GATED_FIELDS if schema.FIELD[name].gate == "ratio")
-NOISE_FIELDS = tuple(f"{name}{NOISE_SUFFIX}" for name in RATIO_FIELDS)
+GROUP_NOISE_SUFFIX = "_group_noise"
+NOISE_FIELDS = tuple(f"{name}{suffix}" for suffix in (NOISE_SUFFIX, GROUP_NOISE_SUFFIX) for name in RATIO_FIELDS)
 BASELINE_COLUMNS = ["case", "fullname", "schema_version", *GATED_FIELDS, *NOISE_FIELDS]
 CONFIDENCE = 0.95
 # The standard error of a median is sqrt(pi / 2) sigma / sqrt(n), sigma = IQR / 1.349 for a
@@ -159,7 +165,30 @@ def with_noise(frame: pd.DataFrame, stats: Mapping[tuple[str, str], Mapping[str,
             noise.append(stats_noise(case_stats.get("iqr"), case_stats.get("median"), case_stats.get("rounds")))
         out[f"{field}{NOISE_SUFFIX}"] = pd.Series(noise, index=out.index, dtype="float64")
         out[f"{field}{NOISE_SUFFIX}"] = _across_runs(out, field)
+        out[f"{field}{GROUP_NOISE_SUFFIX}"] = _group_across_runs(out, field)
     return out
+
+
+def _group_across_runs(frame: pd.DataFrame, field: str) -> pd.Series:
+    """Per case, half the relative range of its group's geometric mean `field` over the runs in `frame`.
+
+    Each run's mean is over the group's cases that every run holds, so the runs
+    compare like with like. NaN where the frame holds one run, or the group one case.
+    """
+    from analysis.rules import group_of
+
+    noise = pd.Series(np.nan, index=frame.index, dtype="float64")
+    ok = frame[(frame["status"] == "ok") & pd.to_numeric(frame[field], errors="coerce").gt(0)]
+    if ok["source"].nunique() < 2:
+        return noise
+    runs = ok.pivot_table(index="case", columns="source", values=field, aggfunc="last").dropna()
+    for _, members in runs.groupby(runs.index.map(group_of)):
+        if len(members) < 2:
+            continue
+        means = np.exp(np.log(members.astype(float)).mean(axis=0))
+        spread = (means.max() - means.min()) / 2 / means.median()
+        noise[frame["case"].isin(members.index) & frame.index.isin(ok.index)] = spread
+    return noise
 
 
 def _across_runs(frame: pd.DataFrame, field: str) -> pd.Series:

@@ -9,8 +9,17 @@ result, noise included; `--baseline FILE` to use another):
 - a planted slowdown: a copy in which ONE lookup case is X% slower (every round,
   its stats, its ratios: `slowed`), for X in `SLOWDOWNS`, over `--cases` lookup
   cases drawn with `--seed`; a trial counts as caught when the gate names that
-  case's ratio;
-- a planted +5% peak memory (at least 8 MiB) and +1 parameter on memory cases.
+  case's ratio. And one strategy's lookup X% slower (all its lookup cases, as a
+  change to its code would make it), over `--cases` strategies; caught when the
+  gate names any of them. With `--against`, each trial plants the change in the
+  next of those runs, not in the baseline's own: the gate must see it through a
+  second run's noise;
+- a planted +5% peak memory (at least 8 MiB more) and +1 parameter on memory cases;
+- a planted accuracy loss just beyond the seeds' 95% interval: an accuracy
+  case's gated loss (`val_mse`, `val_logloss`) grown by `ACCURACY_BEYOND` x
+  the larger of its `<field>_ci95` and the gate's `val_mse_abs`. Where the
+  interval is the smaller, a loss beyond it but under `val_mse_abs` passes:
+  the row says on how many cases that was so.
 
 With `--against`, a sweep follows: the same false alarms and the share of
 lookup cases each slowdown would be flagged on, under other floors and k.
@@ -40,17 +49,20 @@ import pandas as pd
 from analysis import gate, schema
 from analysis.baseline import NOISE_SUFFIX, RATIO_FIELDS, ROUNDS_SUFFIX, with_noise
 from analysis.load import ResultError, frame_of, read_result, rows_of
+from analysis.rules import group_of
 
 SLOWDOWNS = (0.10, 0.20, 0.25, 0.50)
 PEAK_GROWTH = 0.05
 PEAK_MIN_BYTES = 8 * schema.MIB
 PEAK_FIELD = "peak_alloc_bytes_train"
 TRIAL_CASES = 10
+ACCURACY_BEYOND = 1.05
+ACCURACY_FIELDS = tuple(name for name in schema.GATED_FIELDS if schema.FIELD[name].gate == "accuracy")
 SEED = 0
 # pytest-benchmark stats that are times (scale with a slowdown); `ops` is their inverse.
 TIME_STATS = ("min", "max", "mean", "median", "q1", "q3", "iqr", "stddev", "ld15iqr", "hd15iqr", "total")
 # Per-case timings a suite may record besides its ratios; each scales with a slowdown where present.
-TIME_RECORDS = ("floor_ratio", "ns_per_id")
+TIME_RECORDS = ("floor_ratio", "ns_per_id", "amortised_ns_per_id")
 LOOKUP_SUITE = "lookup"
 
 
@@ -147,9 +159,21 @@ def regressions(frame: pd.DataFrame, baseline: pd.DataFrame, rules: gate.GateRul
 
 
 def timed_lookup_cases(baseline: pd.DataFrame) -> list[str]:
-    """Lookup cases of the baseline with a gather_ratio, sorted."""
-    timed = baseline[baseline["case"].str.startswith(f"{LOOKUP_SUITE}/") & baseline["gather_ratio"].notna()]
+    """Lookup cases of the baseline with a gated ratio, sorted."""
+    ratios = baseline.reindex(columns=list(RATIO_FIELDS)).notna().any(axis=1)
+    timed = baseline[baseline["case"].str.startswith(f"{LOOKUP_SUITE}/") & ratios]
     return sorted(timed["case"])
+
+
+def strategy_of(case: str) -> str:
+    """The strategy part of a case id (`lookup/qr/synthetic-zipf/1000/64` -> `qr`)."""
+    return case.split("/")[1]
+
+
+def gated_ratio(baseline: pd.DataFrame, case: str) -> str:
+    """The ratio field that gates `case`'s speed most tightly: the amortised one where the baseline holds it."""
+    row = baseline[baseline["case"] == case].iloc[0]
+    return next((field for field in reversed(RATIO_FIELDS) if pd.notna(row.get(field))), RATIO_FIELDS[0])
 
 
 def draw(cases: Sequence[str], count: int, seed: int) -> list[str]:
@@ -161,9 +185,9 @@ def draw(cases: Sequence[str], count: int, seed: int) -> list[str]:
 
 
 def ratio_limit(baseline: pd.DataFrame, case: str, rules: gate.GateRules) -> float:
-    """The relative growth of `case`'s gather_ratio that the gate allows against `baseline`."""
+    """The relative growth of `case`'s tightest gated ratio (`gated_ratio`) that the gate allows against `baseline`."""
     row = baseline[baseline["case"] == case].iloc[0]
-    noise = row.get(f"gather_ratio{NOISE_SUFFIX}")
+    noise = row.get(f"{gated_ratio(baseline, case)}{NOISE_SUFFIX}")
     if noise is None or not np.isfinite(noise):
         return rules.gather_ratio_rel
     return max(rules.ratio_floor_rel, rules.ratio_noise_k * float(noise))
@@ -201,6 +225,24 @@ def planted_trials(
     return caught, elsewhere
 
 
+def slowdown_trial(
+    document: dict[str, Any], source: str, baseline: pd.DataFrame, rules: gate.GateRules, cases: Sequence[str],
+    fraction: float, groups: bool = False,
+) -> tuple[bool, int]:
+    """(whether the gate names a ratio of one of `cases`, or with `groups` one of their groups, regressions
+    elsewhere) with `cases` of `document` made `fraction` slower."""
+    planted = document
+    for case in cases:
+        if any(case_of(entry) == case for entry in document["benchmarks"]):
+            planted = slowed(planted, case, fraction)
+    found = regressions(frame_of_document(planted, source), baseline, rules)
+    own_groups = {group_of(case) for case in cases}
+    hit = found["case"].isin(set(cases) | (own_groups if groups else set())) & found["field"].isin(RATIO_FIELDS)
+    # A single case's group flagged with it is no alarm elsewhere.
+    elsewhere = ~found["case"].isin(set(cases) | own_groups)
+    return bool(hit.any()), int(elsewhere.sum())
+
+
 def calibrate(
     document: dict[str, Any], source: str, baseline: pd.DataFrame, rules: gate.GateRules,
     others: Sequence[tuple[dict[str, Any], str]] = (), cases: int = TRIAL_CASES, seed: int = SEED,
@@ -217,29 +259,36 @@ def calibrate(
         seed: seeds the draw of those cases.
     """
     rows = identical_trials(document, source, baseline, rules, others)
-    lookups = draw(timed_lookup_cases(baseline), cases, seed)
+    timed = timed_lookup_cases(baseline)
+    lookups = draw(timed, cases, seed)
     if not lookups:
         raise ResultError(f"{source}: no ok lookup case with a gather_ratio in the baseline; nothing to slow down.")
+    # Where the planted changes go: the other runs in turn, else the baseline's own run.
+    targets = list(others) or [(document, source)]
+    where = "in another run" if others else "in the baseline's run"
     per_case = pd.DataFrame({"case": lookups})
     per_case["limit %"] = [100 * ratio_limit(baseline, case, rules) for case in lookups]
+    strategies = draw(sorted({strategy_of(case) for case in timed}), cases, seed)
     for fraction in SLOWDOWNS:
-        verdicts = []
-        for case in lookups:
-            found = regressions(frame_of_document(slowed(document, case, fraction), source), baseline, rules)
-            hit = (found["case"] == case) & (found["field"] == "gather_ratio")
-            verdicts.append((bool(hit.any()), int((~hit).sum())))
-        per_case[f"+{fraction:.0%}"] = ["flagged" if hit else "-" for hit, _ in verdicts]
         goal = ">= 9/10 flagged" if fraction >= 0.20 else "(below the 20% target)"
-        rows.append(TrialRow("slower lookup", f"+{fraction:.0%} on one lookup case", len(lookups),
+        verdicts = [slowdown_trial(*targets[i % len(targets)], baseline, rules, [case], fraction)
+                    for i, case in enumerate(lookups)]
+        per_case[f"+{fraction:.0%}"] = ["flagged" if hit else "-" for hit, _ in verdicts]
+        rows.append(TrialRow("slower lookup", f"+{fraction:.0%} on one lookup case, {where}", len(lookups),
                              sum(hit for hit, _ in verdicts), sum(n for _, n in verdicts), goal))
-    peaked = baseline[baseline[PEAK_FIELD] * PEAK_GROWTH >= PEAK_MIN_BYTES]
-    peak_cases = draw(sorted(peaked["case"]), cases, seed)
+        verdicts = [slowdown_trial(*targets[i % len(targets)], baseline, rules,
+                                   [case for case in timed if strategy_of(case) == name], fraction, groups=True)
+                    for i, name in enumerate(strategies)]
+        rows.append(TrialRow("slower strategy", f"+{fraction:.0%} on one strategy's lookup cases, {where}",
+                             len(strategies), sum(hit for hit, _ in verdicts), sum(n for _, n in verdicts), goal))
+    peak_cases = draw(sorted(baseline.loc[baseline[PEAK_FIELD] > 0, "case"]), cases, seed)
     if peak_cases:
         caught, elsewhere = planted_trials(
             document, source, baseline, rules, peak_cases,
-            lambda doc, case: grown(doc, case, PEAK_FIELD, lambda v: v * (1 + PEAK_GROWTH)), PEAK_FIELD)
-        rows.append(TrialRow("more memory", f"+{PEAK_GROWTH:.0%} {PEAK_FIELD} (>= 8 MiB)", len(peak_cases), caught,
-                             elsewhere, "all flagged"))
+            lambda doc, case: grown(doc, case, PEAK_FIELD, lambda v: v + max(PEAK_GROWTH * v, PEAK_MIN_BYTES)),
+            PEAK_FIELD)
+        rows.append(TrialRow("more memory", f"+{PEAK_GROWTH:.0%} {PEAK_FIELD}, at least 8 MiB", len(peak_cases),
+                             caught, elsewhere, "all flagged"))
     param_cases = draw(sorted(baseline.loc[baseline["params"].notna() & baseline["case"].str.startswith("memory/"),
                                            "case"]), cases, seed)
     if param_cases:
@@ -248,7 +297,39 @@ def calibrate(
             lambda doc, case: grown(doc, case, "params", lambda v: v + 1), "params")
         rows.append(TrialRow("more parameters", "+1 param on one memory case", len(param_cases), caught, elsewhere,
                              "all flagged"))
+    rows += accuracy_trials(document, source, baseline, rules, cases, seed)
     return rows, per_case
+
+
+def accuracy_trials(
+    document: dict[str, Any], source: str, baseline: pd.DataFrame, rules: gate.GateRules, cases: int, seed: int,
+) -> list[TrialRow]:
+    """The planted accuracy losses (module docstring): one row, over up to `cases` accuracy cases."""
+    entries = {case_of(entry): entry.get("extra_info") or {} for entry in document["benchmarks"]}
+    fields = {}
+    for case in baseline["case"]:
+        field = next((f for f in ACCURACY_FIELDS if f in baseline and pd.notna(
+            baseline.loc[baseline["case"] == case, f].iloc[0])), None)
+        if field is not None and case in entries and isinstance(entries[case].get(field), (int, float)):
+            fields[case] = field
+    picked = draw(sorted(fields), cases, seed)
+    if not picked:
+        return []
+    caught = elsewhere = under_abs = 0
+    for case in picked:
+        field = fields[case]
+        interval = entries[case].get(f"{field}_ci95")
+        interval = float(interval) if isinstance(interval, (int, float)) and np.isfinite(interval) else 0.0
+        under_abs += int(interval < rules.val_mse_abs)
+        loss = ACCURACY_BEYOND * max(interval, rules.val_mse_abs)
+        found = regressions(frame_of_document(grown(document, case, field, lambda v: v + loss), source),
+                            baseline, rules)
+        hit = (found["case"] == case) & (found["field"] == field)
+        caught += int(hit.any())
+        elsewhere += int((~hit).sum())
+    planted = (f"loss + {ACCURACY_BEYOND:g} x max(its 95% interval, {rules.val_mse_abs:g}) on one accuracy case "
+               f"({under_abs} of {len(picked)} with an interval under {rules.val_mse_abs:g})")
+    return [TrialRow("worse accuracy", planted, len(picked), caught, elsewhere, "all flagged")]
 
 
 SWEEP_FLOORS = (0.10, 0.15, 0.20, 0.30, 0.50, 1.00)
@@ -261,15 +342,24 @@ def sweep(
     ks: Sequence[float] = SWEEP_KS,
 ) -> pd.DataFrame:
     """For each (floor, k): false alarms on the ratios over the identical-code comparisons, and the share of
-    the baseline's lookup cases whose limit a planted slowdown of each size passes (what the gate would flag:
-    a slowdown of X multiplies the case's ratio by 1 + X).
+    (other run, lookup case) pairs on which a slowdown of each size would be flagged: X% slower multiplies
+    that run's ratio by 1 + X, and the gate flags it past the case's limit over the baseline.
 
     The comparisons are the result against each other run and back, as in `identical_trials`.
     """
     pairs = [(frame_of_document(other, path), baseline) for other, path in others]
     pairs += [(frame_of_document(document, source), baseline_of(other, path)) for other, path in others]
-    lookups = baseline[baseline["case"].isin(timed_lookup_cases(baseline))]
-    noise = lookups.get(f"gather_ratio{NOISE_SUFFIX}", pd.Series(np.nan, index=lookups.index))
+    lookups = baseline[baseline["case"].isin(timed_lookup_cases(baseline))].set_index("case")
+    fields = {case: gated_ratio(baseline, case) for case in lookups.index}
+    noise = pd.Series({case: lookups.at[case, f"{field}{NOISE_SUFFIX}"]
+                       if f"{field}{NOISE_SUFFIX}" in lookups else np.nan for case, field in fields.items()},
+                      dtype="float64")
+    moved = []  # each other run's ratio / the baseline's, per lookup case both hold
+    for other, path in others:
+        frame = frame_of_document(other, path).drop_duplicates("case", keep="last").set_index("case")
+        for case, field in fields.items():
+            if case in frame.index and field in frame and pd.notna(frame.at[case, field]):
+                moved.append((case, float(frame.at[case, field]) / float(lookups.at[case, field])))
     records = []
     for floor in floors:
         for k in ks:
@@ -278,9 +368,12 @@ def sweep(
                 int((found["field"].isin(RATIO_FIELDS)).sum())
                 for found in (regressions(result, base, limits) for result, base in pairs)
             )
-            limit = np.where(noise.notna(), np.maximum(floor, k * noise.fillna(0)), rules.gather_ratio_rel)
+            limit = pd.Series(np.where(noise.notna(), np.maximum(floor, k * noise.fillna(0)), rules.gather_ratio_rel),
+                              index=noise.index)
             record = {"floor": f"{floor:.0%}", "k": f"{k:g}", "false alarms": f"{alarms} in {len(pairs)}"}
-            record.update({f"flags +{x:.0%}": f"{(limit < x).mean():.0%}" for x in SLOWDOWNS})
+            for x in SLOWDOWNS:
+                flagged = [(1 + x) * ratio - 1 > limit[case] for case, ratio in moved]
+                record[f"flags +{x:.0%}"] = f"{np.mean(flagged):.0%}" if flagged else "-"
             records.append(record)
     return pd.DataFrame(records)
 
@@ -346,13 +439,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ResultError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    noise_column = f"gather_ratio{NOISE_SUFFIX}"
-    with_noise_count = int(baseline[noise_column].notna().sum()) if noise_column in baseline else 0
+    ratios = [field for field in RATIO_FIELDS if field in baseline]
+    with_noise_count = sum(int(baseline[f"{field}{NOISE_SUFFIX}"].notna().sum()) for field in ratios
+                           if f"{field}{NOISE_SUFFIX}" in baseline)
     header = [
         "# Gate calibration",
         "",
         f"Result: `{args.result}`; baseline: `{args.baseline or 'written from the result'}` "
-        f"({with_noise_count} of {int(baseline['gather_ratio'].notna().sum())} ratios with stored noise); "
+        f"({with_noise_count} of {sum(int(baseline[field].notna().sum()) for field in ratios)} ratios with "
+        f"stored noise); "
         f"limits: {gate.GATE_TABLE} of `{args.gate_config}` (ratio: max({rules.ratio_floor_rel:.0%}, "
         f"{rules.ratio_noise_k:g} x noise), {rules.gather_ratio_rel:.0%} without noise; peaks: "
         f"> +{rules.peak_mem_rel:.0%} and > +{rules.peak_mem_abs_mib:g} MiB). Seed {args.seed}.",

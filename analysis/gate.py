@@ -48,6 +48,7 @@ from analysis.baseline import (
     BASELINE_SCHEMA_VERSION,
     DEFAULT_BASELINE,
     GATED_FIELDS,
+    GROUP_NOISE_SUFFIX,
     INT_FIELDS,
     NOISE_SUFFIX,
     baseline_document,
@@ -189,9 +190,12 @@ def gate_deltas(result: pd.DataFrame, baseline: pd.DataFrame) -> pd.DataFrame:
     """The long deltas frame of the gated fields: result (its ok cases) against the baseline, by case.
 
     Column `noise` holds the noise the baseline stored for a case's ratio (NaN elsewhere), which
-    `analysis.rules.NoiseRule` sets the case's limit from.
+    `analysis.rules.NoiseRule` sets the case's limit from; `group_noise` its group's noise across the
+    baseline's runs, for `analysis.rules.GroupRule`.
     """
-    return attach_noise(deltas(baseline, baseline_frame(result), GATED_FIELDS), baseline, NOISE_SUFFIX)
+    long = attach_noise(deltas(baseline, baseline_frame(result), GATED_FIELDS), baseline, NOISE_SUFFIX)
+    group = attach_noise(long.drop(columns="noise"), baseline, GROUP_NOISE_SUFFIX)["noise"]
+    return long.assign(group_noise=group.to_numpy())
 
 
 def compare(result: pd.DataFrame, baseline: pd.DataFrame, rules: GateRules) -> pd.DataFrame:

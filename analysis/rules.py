@@ -14,6 +14,15 @@ field that `analysis.schema` gives a gate treatment:
   back to `gather_ratio_rel`;
 - `accuracy`: `DifferenceRule` past `val_mse_abs`.
 
+And one `GroupRule` per `ratio` field: a strategy's cases of one suite (and
+optimizer) taken together. Their ratios' geometric mean fails past
+max(`group_floor_rel`, `ratio_noise_k` x the group's noise): its cases' noise
+over the square root of their count (independent cases average theirs down),
+or, where the baseline was written from several runs, the group's own spread
+across them if larger (a run's drift moves all its cases). A change to a
+strategy's code moves every one of its cases; one case of a busy machine's
+run moves alone.
+
 A rule reads the long frame of `analysis.compare.deltas` (case, field,
 baseline, result, delta, delta %) and returns its findings: growth past the
 allowed change is a regression, the mirror image an improvement.
@@ -51,7 +60,9 @@ class GateRules:
         ratio_floor_rel: the least relative growth of a ratio that fails, however
             quiet the case.
         ratio_noise_k: a ratio fails past this many times its case's stored noise
-            (above the floor).
+            (above the floor); a group's, past this many times the group's noise.
+        group_floor_rel: the least relative growth of a group's geometric mean
+            ratio (`GroupRule`) that fails.
         val_mse_abs: absolute growth of the final val MSE that fails.
         missing_fails: whether a baseline case missing or failed in the result fails.
 
@@ -68,6 +79,7 @@ class GateRules:
     gather_ratio_rel: float = 0.30
     ratio_floor_rel: float = 0.10
     ratio_noise_k: float = 3.0
+    group_floor_rel: float = 0.10
     val_mse_abs: float = 0.01
     missing_fails: bool = True
 
@@ -203,6 +215,69 @@ class NoiseRule(PercentageRule):
         return allowed, limits, names
 
 
+def group_of(case: str) -> str:
+    """The group a case's speed is gated in: its suite, strategy and variants, any dataset and size.
+
+    Example:
+        >>> group_of("train_step/qr/synthetic-zipf/1000/64/rowwise_adagrad")
+        'train_step/qr/*/rowwise_adagrad'
+        >>> group_of("lookup/qr/ml-100k/943/64")
+        'lookup/qr/*'
+    """
+    parts = case.split("/")
+    return "/".join([*parts[:2], "*", *parts[5:]])
+
+
+@dataclass(frozen=True)
+class GroupRule(Rule):
+    """Fails when a group's (`group_of`) cases together grew past max(`floor`, `k` x the group's noise).
+
+    Over the cases of a group that hold the field on both sides (two at least),
+    the finding compares the geometric means of the baseline's and the result's
+    values. The group's noise is the root mean square of its cases' noise over
+    the square root of their count, or the group's noise across the baseline's
+    runs (the deltas' `group_noise`) where that is larger; where neither is
+    known, `floor` is the limit.
+    A finding's `case` is the group (`lookup/qr/*`), its rule `group_floor_rel`.
+    """
+
+    floor: float = 0.0
+    k: float = 0.0
+
+    def findings(self, deltas: pd.DataFrame) -> pd.DataFrame:
+        rows = deltas[(deltas["field"] == self.field) & deltas["baseline"].notna() & deltas["result"].notna()]
+        rows = rows[(rows["baseline"] > 0) & (rows["result"] > 0)]
+        records = []
+        for group, members in rows.groupby(rows["case"].map(group_of), sort=True):
+            if len(members) < 2:
+                continue
+            noise = pd.to_numeric(members.get("noise", pd.Series(np.nan, index=members.index)), errors="coerce")
+            noise = noise.dropna()
+            spread = float(np.sqrt((noise**2).mean() / len(noise))) if len(noise) else 0.0
+            across = pd.to_numeric(members.get("group_noise", pd.Series(np.nan, index=members.index)),
+                                   errors="coerce").max()
+            spread = max(spread, float(across)) if pd.notna(across) else spread
+            limit = max(self.floor, self.k * spread)
+            before = float(np.exp(np.log(members["baseline"].astype(float)).mean()))
+            after = float(np.exp(np.log(members["result"].astype(float)).mean()))
+            change = after / before - 1
+            if abs(change) <= limit:
+                continue
+            records.append({
+                "case": group, "rule": self.name, "field": self.field, "baseline": before, "result": after,
+                "delta": after - before, "delta %": 100 * change,
+                "limit": f"> +{limit:.1%} (geometric mean of {len(members)} cases; max of {self.floor:.0%} and "
+                         f"{self.k:g} x group noise {spread:.1%})",
+                "kind": "regression" if change > 0 else "improvement",
+            })
+        if not records:
+            return pd.DataFrame(columns=[*FINDING_COLUMNS, "kind"])
+        found = pd.DataFrame(records)
+        improved = found["kind"] == "improvement"
+        found.loc[improved, "limit"] = found.loc[improved, "limit"].str.replace("> +", "< -", regex=False)
+        return found.reindex(columns=[*FINDING_COLUMNS, "kind"])
+
+
 @dataclass(frozen=True)
 class PeakRule(Rule):
     """Fails past both a relative growth (`fraction`) and an absolute one (`floor_mib` MiB).
@@ -257,8 +332,11 @@ def rule_for(field: schema.Field, limits: GateRules) -> Rule:
 
 
 def rules_for(limits: GateRules, fields: Sequence[schema.Field] = schema.FIELDS) -> list[Rule]:
-    """One rule per field of `fields` that has a gate treatment, in the fields' order."""
-    return [rule_for(field, limits) for field in fields if field.gate is not None]
+    """One rule per field of `fields` that has a gate treatment, in the fields' order; then a `GroupRule` per
+    `ratio` field."""
+    rules = [rule_for(field, limits) for field in fields if field.gate is not None]
+    return rules + [GroupRule("group_floor_rel", field.name, floor=limits.group_floor_rel, k=limits.ratio_noise_k)
+                    for field in fields if field.gate == "ratio"]
 
 
 def apply_rules(deltas: pd.DataFrame, rules: Sequence[Rule]) -> pd.DataFrame:

@@ -329,8 +329,12 @@ FIELDS: tuple[Field, ...] = (
     Field("call_floor_ns", "float", "median of a `tf.function` that returns its input, timed in the same rounds: "
           "TensorFlow's per-call cost", unit="ns", label="call floor ns", suites=_TIMED_PAIRED, nullable=True),
     Field("amortised_gather_ratio", "float", "`gather_ratio` with `amortised_batches` batches per tf.function "
-          "call, for the case and the bare gather alike, so the per-call floor is a few percent of a call",
-          unit="x", label="amortised gather_ratio", suites=_AMORTISED, nullable=True),
+          "call, for the case and the bare gather alike, so the per-call floor is a few percent of a call: "
+          "the median of the rounds' ratios, each round timing both calls back to back",
+          unit="x", label="amortised gather_ratio", suites=_AMORTISED, gate="ratio", nullable=True),
+    Field("amortised_gather_ratio_rounds", "list[float]", "each amortised round's case call / the bare gather's "
+          "call in the same round (`amortised_gather_ratio`'s rounds, its noise)", unit="x", suites=_AMORTISED,
+          nullable=True),
     Field("amortised_ns_per_id", "float", "the amortised call's median / its ids (`amortised_batches` x batch)",
           unit="ns", label="amortised ns/id", suites=_AMORTISED, nullable=True),
     Field("amortised_batches", "int", "batches per call of the amortised timing (`bench.harness.AMORTISED_BATCHES`)",

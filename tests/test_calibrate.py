@@ -56,13 +56,20 @@ def test_identical_copies_raise_no_alarm_and_planted_changes_are_caught(document
     by_planted = {row.planted: row for row in rows}
     identical = [row for row in rows if row.trial == "identical code"]
     assert [(row.comparisons, row.flagged, row.elsewhere) for row in identical] == [(1, 0, 0), (2, 0, 0)]
-    # 10% is under every case's 12.2% limit; 20% and more is past it.
-    assert by_planted["+10% on one lookup case"].flagged == 0
+    # 10% is under every case's 12.2% limit; 20% and more is past it. The planted copies are of
+    # "again.json", the other run.
+    assert by_planted["+10% on one lookup case, in another run"].flagged == 0
     for fraction in ("+20%", "+25%", "+50%"):
-        row = by_planted[f"{fraction} on one lookup case"]
+        row = by_planted[f"{fraction} on one lookup case, in another run"]
         assert (row.flagged, row.comparisons, row.elsewhere) == (10, 10, 0)
-    memory = by_planted["+5% peak_alloc_bytes_train (>= 8 MiB)"]
-    assert (memory.flagged, memory.comparisons) == (1, 1)  # only the 1e6 full table has 5% >= 8 MiB
+    # And a whole strategy slower, through the group rule (its 10% floor) as well as case by case.
+    for fraction in ("+20%", "+25%", "+50%"):
+        row = by_planted[f"{fraction} on one strategy's lookup cases, in another run"]
+        assert (row.flagged, row.comparisons, row.elsewhere) == (4, 4, 0)  # the fixture's 4 strategies
+    memory = by_planted["+5% peak_alloc_bytes_train, at least 8 MiB"]
+    assert (memory.flagged, memory.comparisons) == (10, 10)
+    accuracy = next(row for row in rows if row.trial == "worse accuracy")
+    assert (accuracy.flagged, accuracy.comparisons, accuracy.elsewhere) == (10, 10, 0)
     params = by_planted["+1 param on one memory case"]
     assert params.flagged == params.comparisons == 10
     assert per_case["limit %"].round(1).tolist() == [12.2] * 10
@@ -71,11 +78,14 @@ def test_identical_copies_raise_no_alarm_and_planted_changes_are_caught(document
 
 def test_a_loose_gate_is_shown_missing_the_slowdown(document):
     baseline = calibrate.baseline_of(document, str(FIXTURE))
-    loose = GateRules(ratio_floor_rel=1.0, peak_mem_rel=0.10)
+    loose = GateRules(ratio_floor_rel=1.0, group_floor_rel=1.0, peak_mem_rel=0.10)
     rows, _ = calibrate.calibrate(document, str(FIXTURE), baseline, loose)
     by_planted = {row.planted: row for row in rows}
-    assert by_planted["+50% on one lookup case"].flagged == 0
-    assert by_planted["+5% peak_alloc_bytes_train (>= 8 MiB)"].flagged == 0
+    assert by_planted["+50% on one lookup case, in the baseline's run"].flagged == 0
+    assert by_planted["+50% on one strategy's lookup cases, in the baseline's run"].flagged == 0
+    # 5% of the 1e6 tables' peaks is under a 10% limit: only the small cases' 8 MiB is past it.
+    memory = by_planted["+5% peak_alloc_bytes_train, at least 8 MiB"]
+    assert 0 < memory.flagged < memory.comparisons
 
 
 def test_the_draw_is_seeded_and_takes_all_cases_when_there_are_few():
@@ -93,7 +103,7 @@ def test_main_prints_and_writes_the_table(tmp_path, capsys):
     assert code == 0
     text = out.read_text()
     assert text in printed and f"Wrote {out}." in printed
-    assert "| slower lookup | +20% on one lookup case | 5/5 | 0 | >= 9/10 flagged |" in text
+    assert "| slower lookup | +20% on one lookup case, in the baseline's run | 5/5 | 0 | >= 9/10 flagged |" in text
     assert "| identical code | an unchanged copy of the result | 0/1 | 0 | 0 flagged |" in text
 
 

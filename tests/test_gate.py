@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from analysis import baseline as baseline_file
-from analysis import gate
+from analysis import gate, rules
 from analysis.gate import GateRules
 from analysis.rules import NoiseRule
 from analysis.load import ResultError, load_results
@@ -73,7 +73,9 @@ def test_identical_result_passes_silently(result, baseline):
     ],
 )
 def test_each_rule_fires_on_growth_and_lists_the_mirror_as_improvement(result, baseline, case, field, change, rule):
-    outcome = gate.check(doctored(result, case, field, change), baseline, GateRules())
+    # One rule at a time: the group rule (a strategy's cases together) has tests of its own.
+    alone = GateRules(group_floor_rel=10.0)
+    outcome = gate.check(doctored(result, case, field, change), baseline, alone)
     assert findings(outcome, "regression") == [(case, field)]
     assert outcome.regressions["rule"].tolist() == [rule]
     row = outcome.regressions.iloc[0]
@@ -82,7 +84,7 @@ def test_each_rule_fires_on_growth_and_lists_the_mirror_as_improvement(result, b
 
     # The same change the other way round is an improvement, and does not fail.
     base_doctored = gate.baseline_frame(doctored(result, case, field, change))
-    mirrored = gate.check(result, base_doctored, GateRules())
+    mirrored = gate.check(result, base_doctored, alone)
     assert mirrored.passed
     assert findings(mirrored, "improvement") == [(case, field)]
 
@@ -266,7 +268,7 @@ def test_a_skipped_case_under_another_id_is_found_by_its_node_id(result, baselin
 
 # --- per-case noise: stored with the baseline, setting each ratio's limit ------------
 
-NOISY = GateRules(gather_ratio_rel=1.0, ratio_floor_rel=0.10, ratio_noise_k=3.0)
+NOISY = GateRules(gather_ratio_rel=1.0, ratio_floor_rel=0.10, ratio_noise_k=3.0, group_floor_rel=10.0)
 
 
 @pytest.fixture(scope="module")
@@ -383,3 +385,34 @@ def test_several_runs_raise_each_cases_noise_to_their_spread(result):
     assert last.at["lookup/full/synthetic-zipf/1000/32", "gather_ratio_noise"] == pytest.approx(
         baseline_file.stats_noise(0.1, 1.0, 20)
     )
+
+
+def test_a_strategy_slower_in_every_case_fails_as_a_group_though_no_case_passes_its_own_limit(result, baseline):
+    # qr's three lookup cases each 12% slower: under the per-case 30% floor, past the group's 10%.
+    limits = GateRules(gather_ratio_rel=0.30, ratio_floor_rel=0.30, group_floor_rel=0.10)
+    slower = result
+    qr = [case for case in baseline["case"] if case.startswith("lookup/qr/")]
+    assert len(qr) == 3
+    for case in qr:
+        slower = doctored(slower, case, "gather_ratio", lambda v: v * 1.12)
+    outcome = gate.check(slower, baseline, limits)
+    assert outcome.regressions[["case", "rule", "field"]].values.tolist() == [["lookup/qr/*", "group_floor_rel",
+                                                                               "gather_ratio"]]
+    row = outcome.regressions.iloc[0]
+    assert row["delta %"] == pytest.approx(12.0) and "geometric mean of 3 cases" in row["limit"]
+    # One case alone 12% slower moves the group 3.9%: silent. The other way round it is an improvement.
+    assert gate.check(doctored(result, qr[0], "gather_ratio", lambda v: v * 1.12), baseline, limits).passed
+    faster = gate.check(result, gate.baseline_frame(slower), limits)
+    assert faster.passed and faster.improvements["case"].tolist() == ["lookup/qr/*"]
+
+
+def test_group_limit_follows_the_noise_across_the_baselines_runs():
+    rule = rules.GroupRule("group_floor_rel", "gather_ratio", floor=0.10, k=3.0)
+    cases = ["lookup/qr/a/1/8", "lookup/qr/b/1/8", "train_step/qr/a/1/8/sgd", "train_step/qr/b/1/8/sgd"]
+    long = pd.DataFrame({"case": cases, "field": "gather_ratio", "baseline": 1.0, "result": 1.15,
+                         "noise": [0.02, 0.02, 0.02, 0.02], "group_noise": [np.nan, np.nan, 0.06, 0.06]})
+    long["delta"] = long["result"] - long["baseline"]
+    found = rule.findings(long)
+    # lookup/qr: max(10%, 3 x 2% / sqrt(2)) = 10% < 15%: flagged; train_step's runs drifted 6%: 18% > 15%.
+    assert found["case"].tolist() == ["lookup/qr/*"]
+    assert "max of 10% and 3 x group noise 1.4%" in found["limit"].iloc[0]

@@ -299,7 +299,8 @@ def test_a_rule_stays_silent_on_an_identical_run_and_on_other_fields():
 
 def test_rules_come_from_the_gate_table_and_each_fields_treatment():
     limits = GateRules(params_growth=2, bytes_growth=8, peak_mem_rel=0.2, peak_mem_abs_mib=16, peak_rss_abs_mib=64)
-    built = {rule.field: rule for rule in rules.rules_for(limits)}
+    everything = rules.rules_for(limits)
+    built = {rule.field: rule for rule in everything if not isinstance(rule, rules.GroupRule)}
     assert list(built) == list(schema.GATED_FIELDS)
     assert [(f, r.name) for f, r in built.items()] == [
         ("params", "params_growth"),
@@ -311,9 +312,14 @@ def test_rules_come_from_the_gate_table_and_each_fields_treatment():
         ("peak_alloc_bytes_train", "peak_mem"),
         ("peak_rss_bytes_train", "peak_rss"),
         ("gather_ratio", "gather_ratio_rel"),
+        ("amortised_gather_ratio", "gather_ratio_rel"),
         ("val_mse", "val_mse_abs"),
         ("val_logloss", "val_mse_abs"),
     ]
+    # Then one group rule per ratio field.
+    groups = everything[len(built):]
+    assert [(r.field, r.name, type(r).__name__) for r in groups] == [
+        ("gather_ratio", "group_floor_rel", "GroupRule"), ("amortised_gather_ratio", "group_floor_rel", "GroupRule")]
     assert built["params"].limit == "> +2 params" and built["index_bytes"].limit == "> +8 bytes"
     assert built["peak_rss_bytes_train"].limit == "> +20% and > +64 MiB"
     assert built["peak_alloc_bytes_train"].limit == "> +20% and > +16 MiB"
