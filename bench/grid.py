@@ -173,6 +173,32 @@ TUNE_LEARNING_RATES = {"adam": (1e-3, 3e-3, 1e-2), "lazy_adam": (1e-3, 3e-3, 1e-
 # user on average) that the full baseline's test MSE comes within 25% of the noise floor.
 DENSE_PLANTED = {"num_users": 1000, "num_items": 500, "num_ratings": 300_000}
 
+FULL = Profile(
+    name="full",
+    vocab_sizes=(10**3, 10**4, 10**5, 10**6, 10**7),
+    sublinear_vocab_sizes=(10**8,),
+    dims=(64,),
+    datasets=(*SYNTHETIC_DATASETS, PLANTED, CTR, *MOVIELENS),
+    # Memory and step time on the Zipf ids (a vocabulary's traffic; MovieLens tables are under
+    # 1 MB, and uniform ids change no byte); the accuracy suite on one real and two planted tasks.
+    suite_datasets={"memory": ("synthetic-zipf",), "train_step": ("synthetic-zipf",),
+                    "accuracy": ("ml-100k", PLANTED, CTR)},
+    batch_size=4096,
+    rounds=50,
+    min_rounds=3,
+    round_budget_s=1.0,
+    warmup_rounds=2,
+    accuracy_max_epochs=20,
+    accuracy_presets=("baseline", "example", "20x"),
+    planted=DENSE_PLANTED,
+    # The dense reference, the production table optimizer and the sparse Adam.
+    optimizers=("adam", "rowwise_adagrad", "lazy_adam"),
+    accuracy_storages=STORAGES,
+    accuracy_seeds=(1, 2, 3, 4, 5),
+    # On synthetic-ctr, the strategies of reports/README.md's claims (dhe takes 60-300 s a fit there).
+    ctr_strategies=("full", "mixed_dim", "qr", "hash", "tt", "robe", "freq_hash"),
+)
+
 PROFILES: dict[str, Profile] = {
     # What CI runs: about 5 minutes on 2 cores.
     "quick": Profile(
@@ -202,26 +228,15 @@ PROFILES: dict[str, Profile] = {
         accuracy_seeds=(1, 2),
         ctr_strategies=("full", "mixed_dim", "qr"),
     ),
-    # The whole grid.
-    "full": Profile(
-        name="full",
-        vocab_sizes=(10**3, 10**4, 10**5, 10**6, 10**7),
-        sublinear_vocab_sizes=(10**8,),
-        dims=(64,),
-        datasets=(*SYNTHETIC_DATASETS, PLANTED, CTR, *MOVIELENS),
-        suite_datasets={},
-        batch_size=4096,
-        rounds=50,
-        min_rounds=3,
-        round_budget_s=3.0,
-        warmup_rounds=2,
-        accuracy_max_epochs=20,
-        accuracy_presets=None,
-        planted=DENSE_PLANTED,
-        optimizers=OPTIMIZERS,
-        accuracy_storages=STORAGES,
-        accuracy_seeds=(1, 2, 3, 4, 5),
-    ),
+    # The broad grid, in about an hour on 2 cores (bench/README.md, "Measured wall time"):
+    # every strategy and size, three optimizers, one compression level per strategy in the
+    # accuracy suite. `claims` trains every preset; sgd and adagrad are an `--optimizers` away.
+    "full": FULL,
+    # The accuracy grid that reports/README.md's claims are judged on: every preset of every
+    # strategy on ml-100k, synthetic-planted and synthetic-ctr, 5 seeds; about 80 min of fits
+    # on 2 cores, meant for `-n` (bench/README.md, "Spreading the fit cases").
+    "claims": dataclasses.replace(FULL, name="claims", vocab_sizes=(), sublinear_vocab_sizes=(),
+                                  accuracy_presets=None, suites=("accuracy",)),
     # The step size per strategy, preset and optimizer, chosen on validation: one seed per
     # step size of TUNE_LEARNING_RATES; `python -m bench.tuning RESULT.json` stores the best.
     "tune": Profile(
