@@ -152,3 +152,11 @@ def test_the_runner_up_is_told_apart_by_the_difference_paired_by_seed(frame):
     best = best_per_level(pd.concat([others, pd.DataFrame(rows)], ignore_index=True))
     row = best[(best["dataset"] == "ml-100k") & (best["level"] == "5x")].iloc[0]
     assert (row["strategy"], row["runner-up"], row["apart"]) == ("qr", "hash", "yes")
+
+
+def test_the_amortised_lookup_cost_is_preferred_where_recorded(frame):
+    lookups = frame["suite"] == "lookup"
+    amortised = frame.assign(amortised_gather_ratio=np.where(lookups, 7.0, np.nan),
+                             amortised_ns_per_id=np.where(lookups, 3.0, np.nan))
+    row = best_per_level(amortised).iloc[0]
+    assert (row["lookup ×gather"], row["lookup ns/id"]) == (7.0, 3.0)
