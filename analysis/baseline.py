@@ -43,6 +43,7 @@ import pandas as pd
 
 from analysis import schema
 from analysis.load import ResultError, check_schema_version, frame_of, read_json, read_result, rows_of
+from analysis.rules import group_of
 
 BASELINE_KIND = "membed-baseline"
 BASELINE_SCHEMA_VERSION = 1
@@ -175,8 +176,6 @@ def _group_across_runs(frame: pd.DataFrame, field: str) -> pd.Series:
     Each run's mean is over the group's cases that every run holds, so the runs
     compare like with like. NaN where the frame holds one run, or the group one case.
     """
-    from analysis.rules import group_of
-
     noise = pd.Series(np.nan, index=frame.index, dtype="float64")
     ok = frame[(frame["status"] == "ok") & pd.to_numeric(frame[field], errors="coerce").gt(0)]
     if ok["source"].nunique() < 2:
