@@ -24,6 +24,8 @@ def selection(**changes) -> grid.Selection:
 @pytest.mark.parametrize("suite", tuple(schema.STRATEGY_SUITES))
 def test_every_registered_strategy_has_cases_in_every_suite(profile, suite):
     chosen = options.selection_from_options(profile, None, None, None)
+    if chosen.profile.suites is not None and suite not in chosen.profile.suites:
+        pytest.skip(f"the {profile} profile does not run the {suite} suite")
     cases = grid.cases(suite, chosen)
     assert grid.uncovered(suite, cases, chosen) == []
     assert set(strategies.names()) <= {name for case in cases for name in case.covers}
@@ -69,8 +71,14 @@ def test_quick_grid_is_the_documented_one():
     assert {c.optimizer for c in lookups} == {None}
     assert chosen.profile.accuracy_storages == ("float32", "int8")
     full = options.selection_from_options("full", "qr", None, None)
-    assert full.optimizers == membed_optim_names() and full.profile.accuracy_storages == (
+    assert full.optimizers == ("adam", "rowwise_adagrad", "lazy_adam") and full.profile.accuracy_storages == (
         "float32", "float16", "bfloat16", "int8")
+    assert set(full.optimizers) < set(membed_optim_names())  # sgd and adagrad: --optimizers
+    # The claims profile: the accuracy suite alone, every preset (full trains baseline, example and 20x).
+    claims = options.selection_from_options("claims", "qr", None, "ml-100k")
+    assert claims.profile.suites == ("accuracy",)
+    assert {c.preset for c in grid.cases("accuracy", claims)} > {c.preset for c in grid.cases("accuracy", full)
+                                                                   if c.dataset == "ml-100k"}
 
 
 def membed_optim_names() -> tuple[str, ...]:
