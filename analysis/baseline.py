@@ -216,11 +216,18 @@ def baseline_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """The gate's view of a tidy frame: ok cases only (last one wins), `case`, `fullname` + gated fields
     (+ the ratios' noise where the frame has it: `with_noise`).
 
+    A frame of several runs keeps each ratio's median over them: the runs' middle, not the last
+    run's minute of the machine.
+
     Args:
         frame: a tidy frame from `analysis.load`.
     """
-    ok = frame[frame["status"] == "ok"].drop_duplicates("case", keep="last")
-    return ok.reindex(columns=BASELINE_COLUMNS).sort_values("case").reset_index(drop=True)
+    ok = frame[frame["status"] == "ok"]
+    kept = ok.drop_duplicates("case", keep="last").set_index("case")
+    for field in RATIO_FIELDS:
+        if field in ok and kept[field].notna().any():
+            kept[field] = pd.to_numeric(ok[field], errors="coerce").groupby(ok["case"]).median()
+    return kept.reset_index().reindex(columns=BASELINE_COLUMNS).sort_values("case").reset_index(drop=True)
 
 
 def baseline_document(frame: pd.DataFrame) -> dict[str, Any]:
