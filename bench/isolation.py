@@ -5,7 +5,10 @@ process when the pytest process's RSS plus the case's estimated peak memory
 would be above `--isolate-above` (a share of the machine's memory, default
 0.125); its entry comes back through the child's JSON. The pytest process's
 RSS counts because TensorFlow keeps what it freed: the RSS of one process is
-the high-water mark of every case it ran, not of the largest one. An out-of-memory kill or a crash then takes down that case only:
+the high-water mark of every case it ran, not of the largest one. A case whose
+estimate is under `SMALL_CASE_BYTES` stays in the pytest process even when its
+RSS is over the limit: it cannot exhaust the machine, and a process of its own
+would cost it a few seconds of start-up. An out-of-memory kill or a crash then takes down that case only:
 it is recorded as failed with the signal and the child's last RSS, and the run
 goes on; the pytest process itself never holds the big tables. The child
 times the case exactly as the parent would (same harness, same rounds); only
@@ -38,6 +41,11 @@ CHILD_ENV = "MEMBED_BENCH_CHILD"  # set in the child: it runs its one case in-pr
 # 4.4 GiB and that case was killed for memory; with 0.125 it held 2.6 GiB and it ran.
 DEFAULT_SHARE = 0.125
 POLL_SECONDS = 0.2
+# Cases estimated under this stay in the pytest process (unless `--isolate-above 0`). Once the
+# accuracy suite's fits had taken that process's RSS over its 3 GiB limit, every later case ran in
+# a process of its own: 4.6 s of start-up each, where a 1e3-id lookup case takes 0.5 s. The full
+# profile's lookup and train_step suites spent about half of their 50 min starting processes.
+SMALL_CASE_BYTES = 256 << 20
 # The run's own options, passed on to the child so that it parametrizes the same grid.
 PASSED_OPTIONS = ("profile", "strategies", "vocab_sizes", "datasets", "optimizers", "seeds", "measure_timeout")
 
@@ -192,6 +200,12 @@ class Isolation:
         self.record = record
         self.process = psutil.Process()
 
+    def isolates(self, rss: int, estimate: int) -> bool:
+        """Whether a case estimated at `estimate` bytes runs in its own process, this one holding `rss`."""
+        if self.limit_bytes == 0:  # --isolate-above 0: every case of known size
+            return True
+        return estimate > SMALL_CASE_BYTES and rss + estimate > self.limit_bytes
+
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem) -> bool | None:
         case = self.case_of(item)
@@ -200,7 +214,7 @@ class Isolation:
         if case is None or os.environ.get(CHILD_ENV) or not benchmarks_run:
             return None
         estimate = estimated_peak_bytes(case)
-        if estimate is None or self.process.memory_info().rss + estimate <= self.limit_bytes:
+        if estimate is None or not self.isolates(self.process.memory_info().rss, estimate):
             return None
         outcome = run_child(item, case, child_arguments(config), config.getoption("measure_timeout"))
         self.record(item, outcome)

@@ -132,3 +132,17 @@ def test_a_case_killed_in_its_own_process_is_recorded_as_failed_and_the_run_goes
         assert "killed by SIGKILL" in entry["reason"] and "last RSS" in entry["reason"]
     assert "[in its own process]" in completed.stdout
     assert [line for line in journal.journal_path(out).read_text().splitlines() if '"kind": "benchmark"' in line]
+
+
+def test_only_a_case_that_could_exhaust_the_machine_leaves_the_pytest_process():
+    from bench import isolation
+
+    gib, small = 1 << 30, isolation.SMALL_CASE_BYTES
+    rule = isolation.Isolation(3 * gib, case_of=lambda item: None, record=lambda item, outcome: None)
+    assert not rule.isolates(rss=1 * gib, estimate=1 * gib)
+    assert rule.isolates(rss=1 * gib, estimate=2 * gib + 1)
+    # Over the limit already (a process's RSS is its high-water mark): a small case stays, a big one leaves.
+    assert not rule.isolates(rss=5 * gib, estimate=small)
+    assert rule.isolates(rss=5 * gib, estimate=small + 1)
+    every = isolation.Isolation(0, case_of=lambda item: None, record=lambda item, outcome: None)
+    assert every.isolates(rss=0, estimate=1)  # --isolate-above 0: every case of known size
