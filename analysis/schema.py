@@ -310,6 +310,9 @@ FIELDS: tuple[Field, ...] = (
           unit="bytes", label="peak alloc MiB train", scale=1 / MIB, suites=_MEMORY, gate="peak", nullable=True),
     Field("peak_rss_bytes_train", "int", "process peak RSS over the process baseline, up to one training step",
           unit="bytes", label="peak RSS MiB train", scale=1 / MIB, suites=_MEMORY, gate="peak_rss", nullable=True),
+    Field("rss_baseline_bytes", "int", "the measuring process's RSS before the build (TensorFlow's runtime and "
+          "the case's ids), which `peak_rss_bytes_*` are above: baseline + peak is the process's whole peak RSS",
+          unit="bytes", suites=_MEMORY, nullable=True),
     Field("estimated_peak_bytes_lookup", "int", "what `peak_alloc_bytes_lookup` should be by `membed.plan.estimate` "
           "(the case's strategy, size, options, counts and batch; the allocator's reservation): "
           "`lookup_peak_bytes`", unit="bytes", suites=_MEMORY, nullable=True),

@@ -22,6 +22,9 @@ A memory case, on one layer, under a `membed.measure.probes.Probe`:
         temporaries (`peak_alloc_bytes_train`). `peak_rss_bytes_train` is the
         peak RSS above the same baseline, so it also holds the pages the
         earlier phases touched. Null when the layer has no trainable weights.
+        The baseline itself (the runtime, the case's ids) is `rss_baseline_bytes`:
+        added to a peak, it gives the process's whole peak RSS, as tools that
+        report one number count it.
         `optimizer_state_bytes` is read from the optimizer's slots afterwards.
 
 Example:
@@ -62,6 +65,7 @@ RESULT_KEYS = (
     "peak_alloc_bytes_train",
     "peak_rss_bytes_train",
     "optimizer_state_bytes",
+    "rss_baseline_bytes",
 )
 SPEC_KEYS = ("strategy", "vocab_size", "dim", "ids", "options", "batch_size", "seed", "optimizer", "learning_rate",
              "rss_interval_s", "reserve_bytes", "module")
@@ -331,6 +335,7 @@ def memory_case(spec: dict) -> dict[str, Any]:
         "options": resolved,
         **built.as_dict(),
         "optimizer_state_bytes": optimizer_state_bytes(optimizers[0]) if optimizers else 0,
+        "rss_baseline_bytes": probe.rss_baseline,
         **{f"peak_alloc_bytes_{phase}": peak for phase, peak in probe.alloc_peaks.items()},
         **{f"peak_rss_bytes_{span}": peak for span, peak in probe.rss_peaks.items()},
     }

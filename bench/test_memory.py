@@ -77,5 +77,5 @@ def test_memory(benchmark, case: grid.Case, harness, record: dict) -> None:
     record.update(
         options=result["options"],
         **LayerSizes.from_record(result).as_case(source.vocab_size, case.dim).as_dict(),
-        **{key: result[key] for key in (*PEAK_FIELDS, "optimizer_state_bytes")},
+        **{key: result[key] for key in (*PEAK_FIELDS, "optimizer_state_bytes", "rss_baseline_bytes")},
     )

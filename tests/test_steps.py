@@ -76,6 +76,8 @@ def test_a_memory_case_measures_the_layer_it_builds(tmp_path, monkeypatch):
     assert result["peak_alloc_bytes_lookup"] >= result["param_bytes"] + 4 * 512 * 64
     assert result["peak_alloc_bytes_train"] >= result["peak_alloc_bytes_lookup"]
     assert result["peak_rss_bytes_train"] >= result["peak_rss_bytes_lookup"] > 0
+    # The baseline the RSS peaks are above holds TensorFlow's runtime: hundreds of MiB.
+    assert result["rss_baseline_bytes"] > 100 << 20
 
 
 def test_a_failed_memory_case_has_every_measured_field_none():
