@@ -24,12 +24,20 @@ result, noise included; `--baseline FILE` to use another):
 With `--against`, a sweep follows: the same false alarms and the share of
 lookup cases each slowdown would be flagged on, under other floors and k.
 
+`--leave-one-out` makes every comparison independent: each of the runs
+(RESULT and the `--against` runs) is gated in turn against the baseline
+written from all the others (as `--update-baseline` writes one from several
+runs), unchanged and with each planted change; the rows sum over the runs.
+Without it, a baseline holds the run it is checked against (`--baseline`
+written from it), which hides how far a new run of the same code moves.
+
 Missing cases are left out of the count (`missing_fails` off): two runs that
 hold different cases measure the gate's rules, not their coverage.
 
 Example:
     python -m analysis.calibrate out/quick.json --out reports/calibration.md
     python -m analysis.calibrate out/quick.json --against /tmp/quick_again.json
+    python -m analysis.calibrate q1.json --against q2.json --against q3.json --leave-one-out
 """
 
 from __future__ import annotations
@@ -154,6 +162,15 @@ def baseline_of(document: dict[str, Any], source: str) -> pd.DataFrame:
     return gate.baseline_frame(with_noise(frame, stats_of(document, source)))
 
 
+def baseline_of_runs(runs: Sequence[tuple[dict[str, Any], str]]) -> pd.DataFrame:
+    """The baseline `--update-baseline` writes from several runs of the same code (`baseline_of` for one)."""
+    frame = pd.concat([frame_of_document(document, source) for document, source in runs], ignore_index=True)
+    stats: dict[tuple[str, str], dict[str, Any]] = {}
+    for document, source in runs:
+        stats.update(stats_of(document, source))
+    return gate.baseline_frame(with_noise(frame, stats))
+
+
 def regressions(frame: pd.DataFrame, baseline: pd.DataFrame, rules: gate.GateRules) -> pd.DataFrame:
     return gate.check(frame, baseline, dataclasses.replace(rules, missing_fails=False)).regressions
 
@@ -246,6 +263,7 @@ def slowdown_trial(
 def calibrate(
     document: dict[str, Any], source: str, baseline: pd.DataFrame, rules: gate.GateRules,
     others: Sequence[tuple[dict[str, Any], str]] = (), cases: int = TRIAL_CASES, seed: int = SEED,
+    where: str | None = None,
 ) -> tuple[list[TrialRow], pd.DataFrame]:
     """Every trial: (the table's rows, the planted lookup cases with their limit and per-X verdicts).
 
@@ -257,6 +275,7 @@ def calibrate(
         others: other runs of the same code, parsed, with their paths.
         cases: how many cases each planted change is tried on.
         seed: seeds the draw of those cases.
+        where: how the rows name the run the changes are planted in (default: from `others`).
     """
     rows = identical_trials(document, source, baseline, rules, others)
     timed = timed_lookup_cases(baseline)
@@ -265,7 +284,7 @@ def calibrate(
         raise ResultError(f"{source}: no ok lookup case with a gather_ratio in the baseline; nothing to slow down.")
     # Where the planted changes go: the other runs in turn, else the baseline's own run.
     targets = list(others) or [(document, source)]
-    where = "in another run" if others else "in the baseline's run"
+    where = where or ("in another run" if others else "in the baseline's run")
     per_case = pd.DataFrame({"case": lookups})
     per_case["limit %"] = [100 * ratio_limit(baseline, case, rules) for case in lookups]
     strategies = draw(sorted({strategy_of(case) for case in timed}), cases, seed)
@@ -299,6 +318,42 @@ def calibrate(
                              "all flagged"))
     rows += accuracy_trials(document, source, baseline, rules, cases, seed)
     return rows, per_case
+
+
+LEFT_OUT = "in the left-out run"
+
+
+def leave_one_out(
+    runs: Sequence[tuple[dict[str, Any], str]], rules: gate.GateRules, cases: int = TRIAL_CASES, seed: int = SEED,
+) -> tuple[list[TrialRow], pd.DataFrame]:
+    """`calibrate` once per run, against the baseline of the other runs; the rows summed over the runs.
+
+    Every comparison is then of runs the baseline did not see: the identical-code
+    row counts each run flagged against the others' baseline, and each planted
+    change goes into the left-out run. The planted cases table gains a `run` column.
+    """
+    if len(runs) < 3:
+        raise ResultError(f"--leave-one-out needs at least 3 runs (RESULT and 2 --against), got {len(runs)}: "
+                          "a baseline of one run has no noise between runs.")
+    totals: dict[tuple[str, str], TrialRow] = {}
+    tables = []
+    for index, (document, source) in enumerate(runs):
+        baseline = baseline_of_runs([run for other, run in enumerate(runs) if other != index])
+        rows, per_case = calibrate(document, source, baseline, rules, cases=cases, seed=seed, where=LEFT_OUT)
+        for row in rows:
+            if row.trial == "identical code":
+                row = dataclasses.replace(row, planted="each run against the baseline of the other runs")
+            key = (row.trial, row.planted)
+            if key in totals:
+                total = totals[key]
+                totals[key] = dataclasses.replace(total, comparisons=total.comparisons + row.comparisons,
+                                                  flagged=total.flagged + row.flagged,
+                                                  elsewhere=total.elsewhere + row.elsewhere)
+            else:
+                totals[key] = row
+        tables.append(per_case.assign(run=Path(source).name))
+    per_case = pd.concat(tables, ignore_index=True)
+    return list(totals.values()), per_case[["run", *[c for c in per_case.columns if c != "run"]]]
 
 
 def accuracy_trials(
@@ -415,6 +470,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="gate against this baseline (default: the one --update-baseline writes from RESULT)")
     parser.add_argument("--gate-config", metavar="PYPROJECT.toml", default="pyproject.toml",
                         help=f"the file whose {gate.GATE_TABLE} table holds the limits (default pyproject.toml)")
+    parser.add_argument("--leave-one-out", action="store_true",
+                        help="gate each run (RESULT and the --against runs) against the baseline of the others")
     parser.add_argument("--cases", type=int, default=TRIAL_CASES, help="cases per planted change (default 10)")
     parser.add_argument("--seed", type=int, default=SEED, help="seeds the draw of the planted cases (default 0)")
     parser.add_argument("--out", metavar="FILE.md", help="also write the tables to this markdown file")
@@ -433,19 +490,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         rules = gate.rules_from_pyproject(args.gate_config)
         document = read_result(args.result)
         others = [(read_result(path), path) for path in args.against]
-        baseline = gate.load_baseline(args.baseline) if args.baseline else baseline_of(document, args.result)
-        rows, per_case = calibrate(document, args.result, baseline, rules, others, args.cases, args.seed)
-        swept = sweep(document, args.result, baseline, rules, others) if others else None
+        if args.leave_one_out and args.baseline:
+            raise ResultError("--leave-one-out writes each baseline from the other runs; drop --baseline.")
+        if args.leave_one_out:
+            runs = [(document, args.result), *others]
+            baseline = baseline_of_runs(runs)  # for the header's count only
+            rows, per_case = leave_one_out(runs, rules, args.cases, args.seed)
+            swept = None
+        else:
+            baseline = gate.load_baseline(args.baseline) if args.baseline else baseline_of(document, args.result)
+            rows, per_case = calibrate(document, args.result, baseline, rules, others, args.cases, args.seed)
+            swept = sweep(document, args.result, baseline, rules, others) if others else None
     except ResultError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     ratios = [field for field in RATIO_FIELDS if field in baseline]
     with_noise_count = sum(int(baseline[f"{field}{NOISE_SUFFIX}"].notna().sum()) for field in ratios
                            if f"{field}{NOISE_SUFFIX}" in baseline)
+    if args.leave_one_out:
+        names = ", ".join(f"`{Path(path).name}`" for path in [args.result, *args.against])
+        inputs = f"Runs: {names}, each gated against the baseline of the others (leave one out)"
+    else:
+        inputs = f"Result: `{args.result}`; baseline: `{args.baseline or 'written from the result'}`"
     header = [
         "# Gate calibration",
         "",
-        f"Result: `{args.result}`; baseline: `{args.baseline or 'written from the result'}` "
+        f"{inputs} "
         f"({with_noise_count} of {sum(int(baseline[field].notna().sum()) for field in ratios)} ratios with "
         f"stored noise); "
         f"limits: {gate.GATE_TABLE} of `{args.gate_config}` (ratio: max({rules.ratio_floor_rel:.0%}, "

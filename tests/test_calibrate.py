@@ -131,3 +131,26 @@ def test_a_25_percent_slower_copy_fails_the_gate_naming_the_case(tmp_path, docum
     outcome = gate.check(slower, baseline, RULES)
     assert outcome.regressions[["case", "field"]].values.tolist() == [[LOOKUP, "gather_ratio"]]
     assert gate.check(calibrate.frame_of_document(document, "same.json"), baseline, RULES).passed
+
+
+def test_leave_one_out_gates_each_run_against_the_baseline_of_the_others(document):
+    # Three runs of the same code; the third's lookup case drifted 50% up. Left out, it is flagged
+    # against the two others; in the baselines of the other two, its spread widens their limits.
+    drifted = slowed(document, LOOKUP, 0.5)
+    runs = [(document, "a.json"), (copy.deepcopy(document), "b.json"), (drifted, "c.json")]
+    rows, per_case = calibrate.leave_one_out(runs, RULES, cases=3)
+    identical = next(row for row in rows if row.trial == "identical code")
+    assert (identical.planted, identical.comparisons, identical.flagged) == (
+        "each run against the baseline of the other runs", 3, 1)
+    assert sorted(set(per_case["run"])) == ["a.json", "b.json", "c.json"] and list(per_case.columns)[0] == "run"
+    # Each planted change went into each left-out run: the row counts 3 runs x its cases.
+    memory = next(row for row in rows if row.trial == "more memory")
+    assert memory.comparisons % 3 == 0 and memory.flagged == memory.comparisons
+    assert all(calibrate.LEFT_OUT in row.planted for row in rows if row.trial == "slower lookup")
+    with pytest.raises(ResultError, match="needs at least 3 runs"):
+        calibrate.leave_one_out(runs[:2], RULES)
+
+
+def test_main_leave_one_out_takes_no_baseline(tmp_path, capsys):
+    assert main([str(FIXTURE), "--against", str(FIXTURE), "--leave-one-out", "--baseline", str(FIXTURE)]) == 2
+    assert "drop --baseline" in capsys.readouterr().err
