@@ -72,6 +72,7 @@ TIME_STATS = ("min", "max", "mean", "median", "q1", "q3", "iqr", "stddev", "ld15
 # Per-case timings a suite may record besides its ratios; each scales with a slowdown where present.
 TIME_RECORDS = ("floor_ratio", "ns_per_id", "amortised_ns_per_id")
 LOOKUP_SUITE = "lookup"
+LEFT_OUT = "in the left-out run"  # where --leave-one-out plants its changes
 
 
 @dataclass
@@ -318,9 +319,6 @@ def calibrate(
                              "all flagged"))
     rows += accuracy_trials(document, source, baseline, rules, cases, seed)
     return rows, per_case
-
-
-LEFT_OUT = "in the left-out run"
 
 
 def leave_one_out(
