@@ -395,14 +395,16 @@ FIELDS: tuple[Field, ...] = (
           suites=("accuracy",), nullable=True),
     Field("val_logloss_per_epoch", "list[float]", "synthetic-ctr: validation log loss per epoch (the first seed's)",
           unit="nats", suites=("accuracy",), nullable=True),
-    Field("val_mse_by_storage", "dict", "storage -> validation MSE of the trained pair with both layers' tables "
-          "stored so (`membed.presets.evaluate_by_storage`, the profile's `accuracy_storages`; `float32` is the "
-          "trained pair itself, evaluated the same way); null where a layer has no tables (`dhe`) or is stored in "
-          "another dtype already (`quantized`'s presets)", unit="rating^2", suites=("accuracy",), nullable=True),
+    Field("val_mse_by_storage", "dict", "storage -> validation MSE of the trained pairs with both layers' tables "
+          "stored so, mean over seeds (`membed.presets.evaluate_by_storage` of each seed's pair on its own "
+          "validation split, the profile's `accuracy_storages`; `float32` is the trained pair itself, evaluated "
+          "the same way); null where a layer has no tables (`dhe`) or is stored in another dtype already "
+          "(`quantized`'s presets)", unit="rating^2", suites=("accuracy",), nullable=True),
     Field("param_bytes_by_storage", "dict", "storage -> bytes of the two layers' weights stored so (as "
           "`val_mse_by_storage`)", unit="bytes", suites=("accuracy",), nullable=True),
-    *(Field(f"val_mse_{dtype}", "float", f"`val_mse_by_storage['{dtype}']`, where evaluated", unit="rating^2",
-            label=f"val MSE {dtype}", suites=("accuracy",), nullable=True) for dtype in STORED_DTYPES),
+    *(field for dtype in STORED_DTYPES for field in _seeded(
+        f"val_mse_{dtype}", f"validation MSE of the trained pair with its tables stored as {dtype} "
+        f"(`val_mse_by_storage['{dtype}']`), where evaluated", "rating^2", f"val MSE {dtype}")),
     Field("fit_seconds", "float", "wall time of the fit (pipeline: the median of its fits)", unit="s",
           label="fit s", suites=_FITTED, nullable=True),
     Field("speedup_vs_example", "float", "the example pipeline's median fit time / this pipeline's", unit="x",
