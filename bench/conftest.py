@@ -352,7 +352,8 @@ def pytest_benchmark_update_json(config: pytest.Config, benchmarks, output_json:
     output_json["membed"] = results.membed_block(selection.profile.name if selection else None, selected,
                                                  results.in_run_order(not_run, selected),
                                                  config.stash.get(INTERRUPTED, False),
-                                                 tf_threads=config.getoption("tf_threads"))
+                                                 tf_threads=config.getoption("tf_threads"),
+                                                 onednn_opts=os.environ.get("TF_ENABLE_ONEDNN_OPTS"))
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:

@@ -8,6 +8,7 @@ against it passes.
 """
 
 import json
+import os
 import textwrap
 
 from analysis.report import main as report_main
@@ -74,6 +75,9 @@ def test_a_new_suite_declared_in_its_own_file_reaches_the_json_the_report_and_th
     assert set(cases) == {"toy_lookup/full/synthetic-zipf/1000/8", "toy_lookup/qr/synthetic-zipf/1000/8"}
     assert all(info["suite"] == "toy_lookup" and info["gather_ratio"] > 0 for info in cases.values())
     assert all(entry["fullname"] in result["membed"]["selected"] for entry in result["benchmarks"])
+    # How TensorFlow ran: one thread (the default --tf-threads), oneDNN as the environment set it.
+    assert result["membed"]["tf_threads"] == 1
+    assert result["membed"]["onednn_opts"] == os.environ.get("TF_ENABLE_ONEDNN_OPTS")
     report, baseline = gate(out, tmp_path, capsys)
     assert "toy_lookup" in report
     assert set(cases) <= set(baseline["cases"])
