@@ -105,3 +105,25 @@ def test_python_m_membed_measure_still_measures_one_case():
     malformed = subprocess.run([sys.executable, "-m", "membed.measure", '{"strategy": "full"}'], cwd=ROOT,
                                capture_output=True, text=True, timeout=300)
     assert malformed.returncode == 2 and "missing key 'vocab_size'" in malformed.stderr
+
+
+def rss_phases(*argv: str) -> subprocess.CompletedProcess:
+    # A process of its own, as it is meant to run: it sets TensorFlow's threads before its first op.
+    return subprocess.run([sys.executable, "-m", "bench.rss_phases", *argv], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1], timeout=300)
+
+
+def test_rss_phases_prints_the_process_rss_after_each_phase():
+    completed = rss_phases("--vocab-size", "1e3", "--dim", "8", "--batch-size", "64", "--optimizer", "sgd")
+    assert completed.returncode == 0 and completed.stderr == "", completed.stderr[-2000:]
+    lines = completed.stdout.splitlines()
+    assert [line[:24].strip() for line in lines] == ["start", "imports", "ids", "built", "lookup",
+                                                      "optimizer slots", "step 1", "step 2", "peak (ru_maxrss)"]
+    assert all(line.endswith(" MiB") for line in lines)
+
+
+def test_rss_phases_bad_input_is_one_line_and_exit_2():
+    completed = rss_phases("--strategy", "nope")
+    assert completed.returncode == 2
+    assert completed.stderr.strip().splitlines() == [
+        "error: unknown --strategy 'nope'; registered: " + ", ".join(strategies.names()) + "."]
