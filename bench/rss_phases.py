@@ -29,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--vocab-size", default="1e7", help="ids in the table (default 1e7)")
     parser.add_argument("--dim", type=int, default=64, help="embedding dimension (default 64)")
     parser.add_argument("--batch-size", type=int, default=4096, help="ids per step (default 4096)")
-    parser.add_argument("--optimizer", default="rowwise_adagrad", help="a name of membed.optim (default rowwise_adagrad)")
+    parser.add_argument("--optimizer", default="rowwise_adagrad",
+                        help="a name of membed.optim (default rowwise_adagrad)")
     return parser
 
 

@@ -276,8 +276,8 @@ def test_accuracy(benchmark, case: grid.Case, harness, record: dict) -> None:
                            ("test_mse", [r.test_mse for r in results]), ("test_mae", [r.test_mae for r in results]),
                            ("test_rmse", [r.test_rmse for r in results])):
         summarise(record, metric, values)
-    stored = [presets.evaluate_by_storage(model, data, val_idx, storages=harness.profile.accuracy_storages)
-              for model, _, val_idx in fits]
+    stored = [presets.evaluate_by_storage(seed_model, data, seed_val_idx, storages=harness.profile.accuracy_storages)
+              for seed_model, _, seed_val_idx in fits]
     if stored[0].skipped is None:
         storages = list(stored[0].val_mse)
         record.update(val_mse_by_storage={storage: sum(s.val_mse[storage] for s in stored) / len(stored)
