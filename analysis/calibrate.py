@@ -159,8 +159,7 @@ def stats_of(document: dict[str, Any], source: str) -> dict[tuple[str, str], dic
 
 def baseline_of(document: dict[str, Any], source: str) -> pd.DataFrame:
     """The baseline `--update-baseline` would write from `document`, noise included, in `baseline_frame` form."""
-    frame = frame_of_document(document, source)
-    return gate.baseline_frame(with_noise(frame, stats_of(document, source)))
+    return baseline_of_runs([(document, source)])
 
 
 def baseline_of_runs(runs: Sequence[tuple[dict[str, Any], str]]) -> pd.DataFrame:
