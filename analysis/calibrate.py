@@ -30,6 +30,9 @@ written from all the others (as `--update-baseline` writes one from several
 runs), unchanged and with each planted change; the rows sum over the runs.
 Without it, a baseline holds the run it is checked against (`--baseline`
 written from it), which hides how far a new run of the same code moves.
+With `--confirm` too, each run's speed regressions stand only when the next
+run, with the same change planted, repeats them, as the gate's `--confirm 1`
+has a fresh pytest run repeat them; that run is left out of the baseline too.
 
 Missing cases are left out of the count (`missing_fails` off): two runs that
 hold different cases measure the gate's rules, not their coverage.
@@ -38,6 +41,7 @@ Example:
     python -m analysis.calibrate out/quick.json --out reports/calibration.md
     python -m analysis.calibrate out/quick.json --against /tmp/quick_again.json
     python -m analysis.calibrate q1.json --against q2.json --against q3.json --leave-one-out
+    python -m analysis.calibrate q1.json --against q2.json --against q3.json --against q4.json --leave-one-out --confirm
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis import gate, schema
+from analysis import confirm, gate, schema
 from analysis.baseline import NOISE_SUFFIX, RATIO_FIELDS, ROUNDS_SUFFIX, with_noise
 from analysis.load import ResultError, frame_of, read_result, rows_of
 from analysis.rules import group_of
@@ -175,6 +179,37 @@ def regressions(frame: pd.DataFrame, baseline: pd.DataFrame, rules: gate.GateRul
     return gate.check(frame, baseline, dataclasses.replace(rules, missing_fails=False)).regressions
 
 
+Document = dict[str, Any]
+
+
+@dataclass
+class Judge:
+    """Gates a run, changed by a plant, against `baseline`; with `again`, as `--check --confirm 1` does.
+
+    `again` is another run of the same code standing in for the re-run: a speed
+    regression (`analysis.confirm.speed`) stands only when the same plant in
+    `again` is flagged too; other regressions are never re-run.
+    """
+
+    baseline: pd.DataFrame
+    rules: gate.GateRules
+    again: tuple[Document, str] | None = None
+
+    def __call__(self, document: Document, source: str,
+                 plant: Callable[[Document], Document] | None = None) -> pd.DataFrame:
+        plant = plant or (lambda doc: doc)
+        first = regressions(frame_of_document(plant(document), source), self.baseline, self.rules)
+        if self.again is None or not confirm.speed(first).any():
+            return first
+        repeat, repeat_source = self.again
+        try:
+            repeat = plant(repeat)
+        except ResultError:  # the planted case is not in `again`; its speed regressions are the runs' own
+            pass
+        second = regressions(frame_of_document(repeat, repeat_source), self.baseline, self.rules)
+        return first[~confirm.speed(first) | confirm.still_flagged(first, second)].reset_index(drop=True)
+
+
 def timed_lookup_cases(baseline: pd.DataFrame) -> list[str]:
     """Lookup cases of the baseline with a gated ratio, sorted."""
     ratios = baseline.reindex(columns=list(RATIO_FIELDS)).notna().any(axis=1)
@@ -211,12 +246,12 @@ def ratio_limit(baseline: pd.DataFrame, case: str, rules: gate.GateRules) -> flo
 
 
 def identical_trials(
-    document: dict[str, Any], source: str, baseline: pd.DataFrame, rules: gate.GateRules,
-    others: Sequence[tuple[dict[str, Any], str]],
+    document: dict[str, Any], source: str, judge: Judge, others: Sequence[tuple[dict[str, Any], str]],
 ) -> list[TrialRow]:
     """False alarms: the result against its baseline, and each other run against it both ways."""
+    baseline, rules = judge.baseline, judge.rules
     frame = frame_of_document(document, source)
-    same = regressions(frame, baseline, rules)
+    same = judge(document, source)
     rows = [TrialRow("identical code", "an unchanged copy of the result", 1, int(len(same) > 0), len(same),
                      "0 flagged")]
     for other, other_source in others:
@@ -229,13 +264,13 @@ def identical_trials(
 
 
 def planted_trials(
-    document: dict[str, Any], source: str, baseline: pd.DataFrame, rules: gate.GateRules, cases: Sequence[str],
+    document: dict[str, Any], source: str, judge: Judge, cases: Sequence[str],
     plant: Callable[[dict[str, Any], str], dict[str, Any]], field: str,
 ) -> tuple[int, int]:
     """(caught, alarms on other cases) over one planted change per case of `cases`."""
     caught = elsewhere = 0
     for case in cases:
-        found = regressions(frame_of_document(plant(document, case), source), baseline, rules)
+        found = judge(document, source, lambda doc, case=case: plant(doc, case))
         hit = (found["case"] == case) & (found["field"] == field)
         caught += int(hit.any())
         elsewhere += int((~hit).sum())
@@ -243,16 +278,19 @@ def planted_trials(
 
 
 def slowdown_trial(
-    document: dict[str, Any], source: str, baseline: pd.DataFrame, rules: gate.GateRules, cases: Sequence[str],
-    fraction: float, groups: bool = False,
+    document: dict[str, Any], source: str, judge: Judge, cases: Sequence[str], fraction: float,
+    groups: bool = False,
 ) -> tuple[bool, int]:
     """(whether the gate names a ratio of one of `cases`, or with `groups` one of their groups, regressions
     elsewhere) with `cases` of `document` made `fraction` slower."""
-    planted = document
-    for case in cases:
-        if any(case_of(entry) == case for entry in document["benchmarks"]):
-            planted = slowed(planted, case, fraction)
-    found = regressions(frame_of_document(planted, source), baseline, rules)
+
+    def plant(doc: Document) -> Document:
+        for case in cases:
+            if any(case_of(entry) == case for entry in doc["benchmarks"]):
+                doc = slowed(doc, case, fraction)
+        return doc
+
+    found = judge(document, source, plant)
     own_groups = {group_of(case) for case in cases}
     hit = found["case"].isin(set(cases) | (own_groups if groups else set())) & found["field"].isin(RATIO_FIELDS)
     # A single case's group flagged with it is no alarm elsewhere.
@@ -263,7 +301,7 @@ def slowdown_trial(
 def calibrate(
     document: dict[str, Any], source: str, baseline: pd.DataFrame, rules: gate.GateRules,
     others: Sequence[tuple[dict[str, Any], str]] = (), cases: int = TRIAL_CASES, seed: int = SEED,
-    where: str | None = None,
+    where: str | None = None, again: tuple[Document, str] | None = None,
 ) -> tuple[list[TrialRow], pd.DataFrame]:
     """Every trial: (the table's rows, the planted lookup cases with their limit and per-X verdicts).
 
@@ -276,8 +314,11 @@ def calibrate(
         cases: how many cases each planted change is tried on.
         seed: seeds the draw of those cases.
         where: how the rows name the run the changes are planted in (default: from `others`).
+        again: another run of the same code that confirms each speed regression (`Judge`), the same
+            change planted in it.
     """
-    rows = identical_trials(document, source, baseline, rules, others)
+    judge = Judge(baseline, rules, again)
+    rows = identical_trials(document, source, judge, others)
     timed = timed_lookup_cases(baseline)
     lookups = draw(timed, cases, seed)
     if not lookups:
@@ -290,12 +331,12 @@ def calibrate(
     strategies = draw(sorted({strategy_of(case) for case in timed}), cases, seed)
     for fraction in SLOWDOWNS:
         goal = ">= 9/10 flagged" if fraction >= 0.20 else "(below the 20% target)"
-        verdicts = [slowdown_trial(*targets[i % len(targets)], baseline, rules, [case], fraction)
+        verdicts = [slowdown_trial(*targets[i % len(targets)], judge, [case], fraction)
                     for i, case in enumerate(lookups)]
         per_case[f"+{fraction:.0%}"] = ["flagged" if hit else "-" for hit, _ in verdicts]
         rows.append(TrialRow("slower lookup", f"+{fraction:.0%} on one lookup case, {where}", len(lookups),
                              sum(hit for hit, _ in verdicts), sum(n for _, n in verdicts), goal))
-        verdicts = [slowdown_trial(*targets[i % len(targets)], baseline, rules,
+        verdicts = [slowdown_trial(*targets[i % len(targets)], judge,
                                    [case for case in timed if strategy_of(case) == name], fraction, groups=True)
                     for i, name in enumerate(strategies)]
         rows.append(TrialRow("slower strategy", f"+{fraction:.0%} on one strategy's lookup cases, {where}",
@@ -303,7 +344,7 @@ def calibrate(
     peak_cases = draw(sorted(baseline.loc[baseline[PEAK_FIELD] > 0, "case"]), cases, seed)
     if peak_cases:
         caught, elsewhere = planted_trials(
-            document, source, baseline, rules, peak_cases,
+            document, source, judge, peak_cases,
             lambda doc, case: grown(doc, case, PEAK_FIELD, lambda v: v + max(PEAK_GROWTH * v, PEAK_MIN_BYTES)),
             PEAK_FIELD)
         rows.append(TrialRow("more memory", f"+{PEAK_GROWTH:.0%} {PEAK_FIELD}, at least 8 MiB", len(peak_cases),
@@ -312,34 +353,42 @@ def calibrate(
                                            "case"]), cases, seed)
     if param_cases:
         caught, elsewhere = planted_trials(
-            document, source, baseline, rules, param_cases,
+            document, source, judge, param_cases,
             lambda doc, case: grown(doc, case, "params", lambda v: v + 1), "params")
         rows.append(TrialRow("more parameters", "+1 param on one memory case", len(param_cases), caught, elsewhere,
                              "all flagged"))
-    rows += accuracy_trials(document, source, baseline, rules, cases, seed)
+    rows += accuracy_trials(document, source, judge, cases, seed)
     return rows, per_case
 
 
 def leave_one_out(
     runs: Sequence[tuple[dict[str, Any], str]], rules: gate.GateRules, cases: int = TRIAL_CASES, seed: int = SEED,
+    confirmed: bool = False,
 ) -> tuple[list[TrialRow], pd.DataFrame]:
     """`calibrate` once per run, against the baseline of the other runs; the rows summed over the runs.
 
     Every comparison is then of runs the baseline did not see: the identical-code
     row counts each run flagged against the others' baseline, and each planted
     change goes into the left-out run. The planted cases table gains a `run` column.
+    With `confirmed`, the next run (the first after the last) is left out too and
+    stands in for `--confirm 1`'s re-run (`Judge`), the change planted in it as well.
     """
-    if len(runs) < 3:
-        raise ResultError(f"--leave-one-out needs at least 3 runs (RESULT and 2 --against), got {len(runs)}: "
-                          "a baseline of one run has no noise between runs.")
+    least = 4 if confirmed else 3
+    if len(runs) < least:
+        raise ResultError(f"--leave-one-out{' --confirm' if confirmed else ''} needs at least {least} runs "
+                          f"(RESULT and {least - 1} --against), got {len(runs)}: the baseline must hold two runs "
+                          "to know their noise.")
     totals: dict[tuple[str, str], TrialRow] = {}
     tables = []
     for index, (document, source) in enumerate(runs):
-        baseline = baseline_of_runs([run for other, run in enumerate(runs) if other != index])
-        rows, per_case = calibrate(document, source, baseline, rules, cases=cases, seed=seed, where=LEFT_OUT)
+        again = (index + 1) % len(runs) if confirmed else None
+        baseline = baseline_of_runs([run for other, run in enumerate(runs) if other not in (index, again)])
+        rows, per_case = calibrate(document, source, baseline, rules, cases=cases, seed=seed, where=LEFT_OUT,
+                                   again=runs[again] if confirmed else None)
         for row in rows:
             if row.trial == "identical code":
-                row = dataclasses.replace(row, planted="each run against the baseline of the other runs")
+                row = dataclasses.replace(row, planted="each run against the baseline of the other runs"
+                                          + (", confirmed by the next" if confirmed else ""))
             key = (row.trial, row.planted)
             if key in totals:
                 total = totals[key]
@@ -354,9 +403,10 @@ def leave_one_out(
 
 
 def accuracy_trials(
-    document: dict[str, Any], source: str, baseline: pd.DataFrame, rules: gate.GateRules, cases: int, seed: int,
+    document: dict[str, Any], source: str, judge: Judge, cases: int, seed: int,
 ) -> list[TrialRow]:
     """The planted accuracy losses (module docstring): one row, over up to `cases` accuracy cases."""
+    baseline, rules = judge.baseline, judge.rules
     entries = {case_of(entry): entry.get("extra_info") or {} for entry in document["benchmarks"]}
     fields = {}
     for case in baseline["case"]:
@@ -374,8 +424,8 @@ def accuracy_trials(
         interval = float(interval) if isinstance(interval, (int, float)) and np.isfinite(interval) else 0.0
         under_abs += int(interval < rules.val_mse_abs)
         loss = ACCURACY_BEYOND * max(interval, rules.val_mse_abs)
-        found = regressions(frame_of_document(grown(document, case, field, lambda v: v + loss), source),
-                            baseline, rules)
+        found = judge(document, source, lambda doc, case=case, field=field, loss=loss:
+                      grown(doc, case, field, lambda v: v + loss))
         hit = (found["case"] == case) & (found["field"] == field)
         caught += int(hit.any())
         elsewhere += int((~hit).sum())
@@ -469,6 +519,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"the file whose {gate.GATE_TABLE} table holds the limits (default pyproject.toml)")
     parser.add_argument("--leave-one-out", action="store_true",
                         help="gate each run (RESULT and the --against runs) against the baseline of the others")
+    parser.add_argument("--confirm", action="store_true",
+                        help="with --leave-one-out: as the gate's --confirm 1, a speed regression stands only when "
+                             "the next run, with the same change, repeats it (that run left out of the baseline too)")
     parser.add_argument("--cases", type=int, default=TRIAL_CASES, help="cases per planted change (default 10)")
     parser.add_argument("--seed", type=int, default=SEED, help="seeds the draw of the planted cases (default 0)")
     parser.add_argument("--out", metavar="FILE.md", help="also write the tables to this markdown file")
@@ -487,12 +540,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         rules = gate.rules_from_pyproject(args.gate_config)
         document = read_result(args.result)
         others = [(read_result(path), path) for path in args.against]
+        if args.confirm and not args.leave_one_out:
+            raise ResultError("--confirm needs --leave-one-out: the re-run is the next of the runs.")
         if args.leave_one_out and args.baseline:
             raise ResultError("--leave-one-out writes each baseline from the other runs; drop --baseline.")
         if args.leave_one_out:
             runs = [(document, args.result), *others]
             baseline = baseline_of_runs(runs)  # for the header's count only
-            rows, per_case = leave_one_out(runs, rules, args.cases, args.seed)
+            rows, per_case = leave_one_out(runs, rules, args.cases, args.seed, args.confirm)
             swept = None
         else:
             baseline = gate.load_baseline(args.baseline) if args.baseline else baseline_of(document, args.result)
@@ -507,6 +562,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.leave_one_out:
         names = ", ".join(f"`{Path(path).name}`" for path in [args.result, *args.against])
         inputs = f"Runs: {names}, each gated against the baseline of the others (leave one out)"
+        if args.confirm:
+            inputs = (f"Runs: {names}, each gated against the baseline of the others but the next one, which "
+                      "confirms its speed regressions as `--confirm 1` would (leave two out)")
     else:
         inputs = f"Result: `{args.result}`; baseline: `{args.baseline or 'written from the result'}`"
     header = [
@@ -516,7 +574,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"({with_noise_count} of {sum(int(baseline[field].notna().sum()) for field in ratios)} ratios with "
         f"stored noise); "
         f"limits: {gate.GATE_TABLE} of `{args.gate_config}` (ratio: max({rules.ratio_floor_rel:.0%}, "
-        f"{rules.ratio_noise_k:g} x noise), {rules.gather_ratio_rel:.0%} without noise; peaks: "
+        f"{rules.ratio_noise_k:g} x noise), {rules.gather_ratio_rel:.0%} without noise; a strategy's cases: "
+        f"max({rules.group_floor_rel:.0%}, {rules.group_noise_k:g} x their noise); peaks: "
         f"> +{rules.peak_mem_rel:.0%} and > +{rules.peak_mem_abs_mib:g} MiB). Seed {args.seed}.",
     ]
     if args.note:

@@ -125,8 +125,7 @@ def with_baseline_mse(frame: pd.DataFrame) -> pd.DataFrame:
     base = base.assign(_rank=(base["preset"] != BASELINE_PRESET).astype(int)).sort_values("_rank", kind="stable")
     base = base.drop_duplicates(keys)[[*keys, "val_mse"]].rename(columns={"val_mse": "full_val_mse"})
     out = frame.drop(columns=["full_val_mse", "mse_vs_full", "mse_vs_full_pct"], errors="ignore")
-    # Copied whole: the frame arrives in ~300 column blocks, and pandas warns on each insert into such a frame.
-    out = out.merge(base, on=keys, how="left").copy()
+    out = out.merge(base, on=keys, how="left")
     out["full_val_mse"] = out["full_val_mse"].astype("float64")
     out["mse_vs_full"] = out["val_mse"] - out["full_val_mse"]
     out["mse_vs_full_pct"] = 100.0 * out["mse_vs_full"] / out["full_val_mse"]

@@ -14,7 +14,9 @@ parentheses, the code's values for keys the table leaves out):
   max(`ratio_floor_rel`, `ratio_noise_k` x its noise) (10%, 3), its noise being
   the relative 95% half-width of its median ratio that the baseline stored
   (`analysis.baseline.with_noise`); by more than `gather_ratio_rel` (30%) where
-  the baseline stored none;
+  the baseline stored none; and a strategy's cases of one suite together
+  (`analysis.rules.GroupRule`), past max(`group_floor_rel`, `group_noise_k` x
+  the group's noise);
 - its final val MSE grew by more than `val_mse_abs` (0.01);
 - it is ok in the baseline and missing, failed or skipped in the result
   (`missing_fails`), although the result's run selected its test.
@@ -22,6 +24,9 @@ parentheses, the code's values for keys the table leaves out):
 A run that names the pytest node ids it selected (`membed.selected`) is a slice
 when it selected fewer tests than the baseline holds: baseline cases whose node
 id it did not select are "not in this run's selection", counted and not gated.
+
+A speed regression (a ratio's) can be timed again before it fails: `--confirm`
+(`analysis.confirm`) drops those that a re-run of their cases does not repeat.
 
 An improvement is the mirror image (shrank past the same limits); improvements
 are listed but never fail the gate. Only ok cases make up a baseline, so a case
@@ -170,7 +175,8 @@ class GateOutcome:
     ok (regressions too, under `missing_fails`); `not_selected` the baseline
     cases whose test the run did not select; `unplaced` the absent baseline
     cases that could not be checked against the selection because the baseline
-    has no node id for them.
+    has no node id for them; `excused` the speed regressions that a re-run of
+    their cases did not repeat (`analysis.confirm`), which do not fail.
     """
 
     regressions: pd.DataFrame
@@ -180,6 +186,7 @@ class GateOutcome:
     compared: int
     not_selected: list[str] = dataclasses.field(default_factory=list)
     unplaced: list[str] = dataclasses.field(default_factory=list)
+    excused: pd.DataFrame = dataclasses.field(default_factory=lambda: pd.DataFrame(columns=FINDING_COLUMNS))
 
     @property
     def passed(self) -> bool:

@@ -203,7 +203,8 @@ def frame_of(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     frame["projected"] = frame["projected"].eq(True)
     ordered = [*EXTRA_COLUMNS, *STAT_COLUMNS]
     rest = [c for c in frame.columns if c not in ordered]
-    return frame[ordered + rest].reset_index(drop=True)
+    # Copied whole: column by column the frame ends up in ~300 blocks, and pandas warns on each later insert.
+    return frame[ordered + rest].reset_index(drop=True).copy()
 
 
 def load_run(paths: Sequence[str | Path]) -> tuple[pd.DataFrame, frozenset[str] | None]:

@@ -12,6 +12,7 @@ Example:
     python -m analysis.report out.json --format markdown --out reports/latest
     python -m analysis.report --compare old.json new.json
     python -m analysis.report out.json --check reports/baseline.json
+    python -m analysis.report out.json --check reports/baseline.json --confirm 2   # re-time speed regressions
     python -m analysis.report out.json --format markdown --summary-only >> "$GITHUB_STEP_SUMMARY"
     python -m analysis.report out.json --check base.json --gate-config path/to/pyproject.toml
     python -m analysis.report out.json --update-baseline        # rewrites reports/baseline.json
@@ -20,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
@@ -28,10 +30,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import compare, frames, gate, render, sharded
+from analysis import compare, confirm, frames, gate, render, sharded
 from analysis.frames import Table
 from analysis.load import ResultError, latest_run, load_results, load_run
 
+# `--same-sitting` without a revision: the commit that last changed the baseline file.
+BASELINE_COMMIT = "baseline-commit"
 # No defaults in the help: the limits in force are the gate table's, which --help cannot know.
 GATE_FLAGS = {
     "params_growth": "parameters a case may gain",
@@ -89,6 +93,23 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="whether a selected baseline case missing or failed in the result fails",
+    )
+    parser.add_argument(
+        "--confirm",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --check: time the cases behind speed regressions again, N times (pytest, from the project's "
+        "root), and fail only on those every re-run flags too; other regressions are never re-run",
+    )
+    parser.add_argument(
+        "--same-sitting",
+        nargs="?",
+        const=BASELINE_COMMIT,
+        metavar="REVISION",
+        help="with --confirm: each re-run times the cases with REVISION's code first (default: the commit that "
+        "last changed the baseline file) and gates against those times, so the machine's day is not held "
+        "against the change",
     )
     return parser
 
@@ -208,6 +229,9 @@ def gate_tables(outcome: gate.GateOutcome, rules: gate.GateRules) -> list[Table]
         verdict = "each fails the gate" if rules.missing_fails else "allowed by missing_fails=false"
         groups = frames.case_groups(outcome.missing, ["limit"]).rename(columns={"limit": "why"})
         tables.append(Table(f"Missing or failed in the result ({len(outcome.missing)}), {verdict}", groups))
+    if len(outcome.excused):
+        tables.append(Table(f"Speed regressions a re-run did not repeat ({len(outcome.excused)}), not failing",
+                            outcome.excused))
     if len(outcome.improvements):
         tables.append(Table(f"Improvements ({len(outcome.improvements)})", outcome.improvements))
     return tables
@@ -222,6 +246,9 @@ def gate_summary(outcome: gate.GateOutcome, paths: Sequence[str], baseline: str,
         + (f"; {len(outcome.new_cases)} cases not in the baseline" if outcome.new_cases else "")
         + "."
     ]
+    if len(outcome.excused):
+        lines.append(f"{len(outcome.excused)} speed regressions of the result were not repeated when their cases "
+                     "were timed again (--confirm), so they do not fail the gate.")
     if outcome.not_selected:
         lines.append(
             f"{len(outcome.not_selected)} baseline cases not in this run's selection, not gated; "
@@ -236,11 +263,40 @@ def gate_summary(outcome: gate.GateOutcome, paths: Sequence[str], baseline: str,
     return "\n".join(lines)
 
 
+def confirmed(
+    outcome: gate.GateOutcome, frame: pd.DataFrame, baseline: pd.DataFrame, rules: gate.GateRules,
+    args: argparse.Namespace, path: str,
+) -> gate.GateOutcome:
+    """`outcome` with its speed regressions re-timed `args.confirm` times (`analysis.confirm`), with
+    `--same-sitting` against the baseline's code timed alongside: those not repeated move to `excused`."""
+
+    def gate_again(retimed: pd.DataFrame, base: pd.DataFrame | None) -> pd.DataFrame:
+        found = gate.compare(retimed, baseline if base is None else confirm.sitting_baseline(baseline, base), rules)
+        return found[found["kind"] == "regression"]
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr)
+
+    settings = confirm.run_settings(path)
+    with tempfile.TemporaryDirectory(prefix="membed-baseline-code-") as folder:
+        base = None
+        if args.same_sitting is not None:
+            revision = (confirm.baseline_revision(args.check) if args.same_sitting == BASELINE_COMMIT
+                        else args.same_sitting)
+            base = confirm.export_revision(revision, Path(folder))
+            say(f"--same-sitting: the baseline's code is {revision}, in {base}")
+        regressions, excused = confirm.confirm(outcome.regressions, frame, args.confirm, settings, path, gate_again,
+                                               say=say, base=base)
+    return dataclasses.replace(outcome, regressions=regressions.reset_index(drop=True), excused=excused)
+
+
 def run_check(args: argparse.Namespace) -> int:
     baseline = gate.load_baseline(args.check)
     rules, limits = gate_rules(args)
     frame, paths, selected = load_inputs(args)
     outcome = gate.check(frame, baseline, rules, args.check, selected)
+    if args.confirm and confirm.speed(outcome.regressions).any():
+        outcome = confirmed(outcome, frame, baseline, rules, args, paths[0])
     summary = gate_summary(outcome, paths, args.check, limits)
     tables = gate_tables(outcome, rules)
     findings = pd.concat(
@@ -291,6 +347,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:  # argparse has already printed its one-line usage error
         return int(exit_.code or 0)
     try:
+        if args.confirm and not args.check:
+            raise ResultError(f"--confirm {args.confirm} re-times a gate's speed regressions; use it with --check.")
+        if args.same_sitting is not None and not args.confirm:
+            raise ResultError("--same-sitting times the baseline's code beside --confirm's re-runs; add --confirm N.")
+        if args.confirm < 0:
+            raise ResultError(f"--confirm must be a count of re-runs >= 0, got {args.confirm}.")
         if args.out:
             prepare_out(args.out)
         if args.compare:

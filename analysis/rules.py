@@ -16,7 +16,7 @@ field that `analysis.schema` gives a gate treatment:
 
 And one `GroupRule` per `ratio` field: a strategy's cases of one suite (and
 optimizer) taken together. Their ratios' geometric mean fails past
-max(`group_floor_rel`, `ratio_noise_k` x the group's noise): its cases' noise
+max(`group_floor_rel`, `group_noise_k` x the group's noise): its cases' noise
 over the square root of their count (independent cases average theirs down),
 or, where the baseline was written from several runs, the group's own spread
 across them if larger (a run's drift moves all its cases). A change to a
@@ -60,9 +60,11 @@ class GateRules:
         ratio_floor_rel: the least relative growth of a ratio that fails, however
             quiet the case.
         ratio_noise_k: a ratio fails past this many times its case's stored noise
-            (above the floor); a group's, past this many times the group's noise.
+            (above the floor).
         group_floor_rel: the least relative growth of a group's geometric mean
             ratio (`GroupRule`) that fails.
+        group_noise_k: a group's geometric mean fails past this many times the
+            group's noise (above its floor).
         val_mse_abs: absolute growth of the final val MSE that fails.
         missing_fails: whether a baseline case missing or failed in the result fails.
 
@@ -80,6 +82,7 @@ class GateRules:
     ratio_floor_rel: float = 0.10
     ratio_noise_k: float = 3.0
     group_floor_rel: float = 0.10
+    group_noise_k: float = 3.0
     val_mse_abs: float = 0.01
     missing_fails: bool = True
 
@@ -335,7 +338,7 @@ def rules_for(limits: GateRules, fields: Sequence[schema.Field] = schema.FIELDS)
     """One rule per field of `fields` that has a gate treatment, in the fields' order; then a `GroupRule` per
     `ratio` field."""
     rules = [rule_for(field, limits) for field in fields if field.gate is not None]
-    return rules + [GroupRule("group_floor_rel", field.name, floor=limits.group_floor_rel, k=limits.ratio_noise_k)
+    return rules + [GroupRule("group_floor_rel", field.name, floor=limits.group_floor_rel, k=limits.group_noise_k)
                     for field in fields if field.gate == "ratio"]
 
 

@@ -154,3 +154,44 @@ def test_leave_one_out_gates_each_run_against_the_baseline_of_the_others(documen
 def test_main_leave_one_out_takes_no_baseline(tmp_path, capsys):
     assert main([str(FIXTURE), "--against", str(FIXTURE), "--leave-one-out", "--baseline", str(FIXTURE)]) == 2
     assert "drop --baseline" in capsys.readouterr().err
+
+
+def test_a_judge_with_a_re_run_drops_the_speed_regressions_it_does_not_repeat(document):
+    baseline = calibrate.baseline_of(document, "a.json")
+    memory = "memory/qr/synthetic-zipf/1000/32"
+
+    def more_params(doc: dict) -> dict:
+        return calibrate.grown(doc, memory, "params", lambda v: v + 1)
+
+    def slower_and_more_params(doc: dict) -> dict:
+        return more_params(slowed(doc, LOOKUP, 0.5))
+
+    re_run = (document, "b.json")
+    # A slowdown planted in the run and its re-run alike (a change to the code) stands.
+    planted = calibrate.Judge(baseline, RULES, re_run)(document, "a.json", slower_and_more_params)
+    assert {LOOKUP, memory} <= set(planted["case"])
+    # A drift of the run alone is excused; the parameter is never re-run, so it stands.
+    drift = calibrate.Judge(baseline, RULES, re_run)(slowed(document, LOOKUP, 0.5), "a.json", more_params)
+    assert list(drift["case"]) == [memory]
+    assert LOOKUP in set(calibrate.Judge(baseline, RULES)(slowed(document, LOOKUP, 0.5), "a.json")["case"])
+
+
+def test_leave_one_out_confirmed_excuses_a_drift_the_next_run_does_not_repeat(document):
+    drifted = slowed(document, LOOKUP, 0.5)
+    runs = [(document, "a.json"), (copy.deepcopy(document), "b.json"), (drifted, "c.json"),
+            (copy.deepcopy(document), "d.json")]
+    rows, _ = calibrate.leave_one_out(runs, RULES, cases=3, confirmed=True)
+    identical = next(row for row in rows if row.trial == "identical code")
+    assert identical.planted.endswith(", confirmed by the next") and (identical.comparisons, identical.flagged) == (4, 0)
+    unconfirmed, _ = calibrate.leave_one_out(runs, RULES, cases=3)
+    assert next(row for row in unconfirmed if row.trial == "identical code").flagged == 1
+    # A planted change goes into the run and its re-run alike, so it is still caught.
+    memory = next(row for row in rows if row.trial == "more memory")
+    assert memory.flagged == memory.comparisons
+    with pytest.raises(ResultError, match="needs at least 4 runs"):
+        calibrate.leave_one_out(runs[:3], RULES, confirmed=True)
+
+
+def test_main_confirm_needs_leave_one_out(capsys):
+    assert main([str(FIXTURE), "--confirm"]) == 2
+    assert "--confirm needs --leave-one-out" in capsys.readouterr().err
