@@ -281,10 +281,13 @@ def confirmed(
     with tempfile.TemporaryDirectory(prefix="membed-baseline-code-") as folder:
         base = None
         if args.same_sitting is not None:
-            revision = (confirm.baseline_revision(args.check) if args.same_sitting == BASELINE_COMMIT
-                        else args.same_sitting)
-            base = confirm.export_revision(revision, Path(folder))
-            say(f"--same-sitting: the baseline's code is {revision}, in {base}")
+            try:
+                revision = (confirm.baseline_revision(args.check) if args.same_sitting == BASELINE_COMMIT
+                            else args.same_sitting)
+                base = confirm.export_revision(revision, Path(folder))
+                say(f"--same-sitting: the baseline's code is {revision}, in {base}")
+            except ResultError as error:  # no git, no history: the re-runs still time this code
+                say(f"{error} Timing again against the stored baseline instead.")
         regressions, excused = confirm.confirm(outcome.regressions, frame, args.confirm, settings, path, gate_again,
                                                say=say, base=base)
     return dataclasses.replace(outcome, regressions=regressions.reset_index(drop=True), excused=excused)

@@ -261,3 +261,18 @@ def test_the_baseline_revision_is_the_last_commit_of_the_baseline_file_and_expor
 def test_same_sitting_needs_confirm(capsys):
     code, _, err = run(capsys, FIXTURE, "--check", FIXTURE, "--same-sitting")
     assert code == 2 and "add --confirm N" in err
+
+
+def test_same_sitting_without_the_baseline_in_git_times_again_against_the_stored_baseline(tmp_path, capsys,
+                                                                                          monkeypatch):
+    baseline = tmp_path / "baseline.json"  # outside any repository: no commit wrote it
+    run(capsys, FIXTURE, "--update-baseline", baseline)
+    slower = slower_copy(tmp_path)
+    runner = FakePytest(fixture_document())
+    monkeypatch.setattr(confirm.subprocess, "run", runner)
+    monkeypatch.setattr(confirm, "git", lambda *args, **kwargs: "")  # git answers, but knows no such file
+    code, out, err = run(capsys, slower, "--check", baseline, "--confirm", "1", "--same-sitting", "--format",
+                         "markdown")
+    assert code == 0 and "gate passed" in out
+    assert "is in no commit of this checkout" in err and "Timing again against the stored baseline instead." in err
+    assert runner.folders == [None]
