@@ -12,7 +12,7 @@ Example:
     python -m analysis.report out.json --format markdown --out reports/latest
     python -m analysis.report --compare old.json new.json
     python -m analysis.report out.json --check reports/baseline.json
-    python -m analysis.report out.json --check reports/baseline.json --confirm 2   # re-time speed regressions
+    python -m analysis.report out.json --check reports/baseline.json --confirm 1 --same-sitting  # re-time speed regressions
     python -m analysis.report out.json --format markdown --summary-only >> "$GITHUB_STEP_SUMMARY"
     python -m analysis.report out.json --check base.json --gate-config path/to/pyproject.toml
     python -m analysis.report out.json --update-baseline        # rewrites reports/baseline.json

@@ -105,11 +105,16 @@ def write_example_csv(data, index: np.ndarray, path: Path) -> Path:
     return path
 
 
-def csv_dataset(path: Path, batch_size: int = 128, shuffle: bool = True) -> tf.data.Dataset:
-    return tf.data.experimental.make_csv_dataset(
+def csv_dataset(path: Path, batch_size: int = 128, shuffle: bool = True, rows: int | None = None) -> tf.data.Dataset:
+    """The example's CSV dataset; with `rows` (the file's), its batch count is declared, so Keras knows where an
+    epoch ends instead of warning that the input "ran out of data" at the end of each one."""
+    dataset = tf.data.experimental.make_csv_dataset(
         str(path), batch_size=batch_size, column_names=CSV_COLUMNS, label_name="rating",
         num_epochs=1, header=False, field_delim="|", shuffle=shuffle,
     )
+    if rows is not None:
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(-(-rows // batch_size)))
+    return dataset
 
 
 def example_pipeline_fit(data, train_idx, val_idx, workdir: str | Path, epochs: int = 1,
@@ -124,6 +129,8 @@ def example_pipeline_fit(data, train_idx, val_idx, workdir: str | Path, epochs: 
     model = example_model(user_vocabulary, movie_vocabulary, data.item_counts, dim)
     compile_for_ratings(model, learning_rate, fused_adam=False)  # the example's keras.optimizers.Adam
     start = time.perf_counter()
-    history = model.fit(csv_dataset(train_csv, batch_size), epochs=epochs,
-                        validation_data=csv_dataset(eval_csv, batch_size, shuffle=False), verbose=0)
+    # The CSV dataset shuffles its own rows, as the example's does; fit's shuffle does not apply to a dataset.
+    history = model.fit(csv_dataset(train_csv, batch_size, rows=len(train_idx)), epochs=epochs, shuffle=False,
+                        validation_data=csv_dataset(eval_csv, batch_size, shuffle=False, rows=len(val_idx)),
+                        verbose=0)
     return TrainResult.from_history(history, time.perf_counter() - start, int(model.count_params()))

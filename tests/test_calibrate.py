@@ -182,7 +182,8 @@ def test_leave_one_out_confirmed_excuses_a_drift_the_next_run_does_not_repeat(do
             (copy.deepcopy(document), "d.json")]
     rows, _ = calibrate.leave_one_out(runs, RULES, cases=3, confirmed=True)
     identical = next(row for row in rows if row.trial == "identical code")
-    assert identical.planted.endswith(", confirmed by the next") and (identical.comparisons, identical.flagged) == (4, 0)
+    assert identical.planted.endswith(", confirmed by the next")
+    assert (identical.comparisons, identical.flagged) == (4, 0)
     unconfirmed, _ = calibrate.leave_one_out(runs, RULES, cases=3)
     assert next(row for row in unconfirmed if row.trial == "identical code").flagged == 1
     # A planted change goes into the run and its re-run alike, so it is still caught.
