@@ -30,8 +30,12 @@ def cases_of(result: dict) -> list[str]:
 def test_an_interrupted_run_keeps_its_finished_cases_and_a_resumed_run_completes_it(tmp_path):
     out = tmp_path / "out" / "run.json"
     argv, environment = bench_command(tmp_path, *SELECTION, "--benchmark-json", str(out))
-    process = subprocess.Popen(argv, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)
+    # Ctrl-C restored: a shell's background job (`cmd &`, as `nohup ... &` runs these tests) starts with
+    # SIGINT ignored, and the child would inherit that and run on. faulthandler: a run that hangs after
+    # Ctrl-C anyway is aborted and prints where each of its threads stood.
+    process = subprocess.Popen(argv, cwd=ROOT, env={**environment, "PYTHONFAULTHANDLER": "1"},
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     path = journal.journal_path(out)
     deadline = time.monotonic() + 120
     # The gather row and `full`: the slow case is running now.
@@ -40,7 +44,13 @@ def test_an_interrupted_run_keeps_its_finished_cases_and_a_resumed_run_completes
     assert process.poll() is None, "the run ended before it could be interrupted"
     interrupted_at = time.monotonic()
     process.send_signal(signal.SIGINT)
-    output, _ = process.communicate(timeout=60)
+    try:
+        output, _ = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGABRT)
+        output, _ = process.communicate(timeout=60)
+        dump = output[output.rfind("Fatal Python error"):]
+        pytest.fail("the run did not end within 60 s of Ctrl-C; its threads:\n" + dump[:20000])
     assert time.monotonic() - interrupted_at < 15, "Ctrl-C took too long to stop the run"
     assert process.returncode != 0
     assert "Traceback" not in output and "min() arg is an empty sequence" not in output
