@@ -67,10 +67,17 @@ def dims(selection: Selection, case: Mapping[str, Any]) -> list[dict[str, Any]]:
 def optimizers(selection: Selection, case: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The profile's optimizers (narrowed by `--optimizers`): the train_step, memory and accuracy suites' last axis.
 
-    Last, so that the cases of one strategy, dataset and size run one after
-    another (the paired suites keep their gather table between them).
+    In the train_step suite, an optimizer stops at the profile's
+    `train_step_max_vocab` for it (full: lazy_adam up to 1e6).
+
+    Last, so that a strategy's cases at one dataset and size run one after
+    another; the paired suites put datasets and sizes outermost, so that
+    they build each bare-gather table once (`Harness._reference_for`).
     """
-    return [{"optimizer": name} for name in selection.optimizers]
+    limits = selection.profile.train_step_max_vocab if case.get("suite") == "train_step" else {}
+    size = case.get("vocab_size")
+    return [{"optimizer": name} for name in selection.optimizers
+            if size is None or size <= limits.get(name, size)]
 
 
 def fixed(**fields: Any) -> Axis:

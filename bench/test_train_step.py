@@ -18,7 +18,8 @@ import pytest
 
 from bench import axes, grid, rules, steps
 
-TRAIN_STEP = grid.Suite("train_step", "paired", axes=(axes.registered, axes.id_datasets, axes.dims, axes.optimizers),
+# Datasets and sizes outermost, as in the lookup suite: one bare-gather table per size.
+TRAIN_STEP = grid.Suite("train_step", "paired", axes=(axes.id_datasets, axes.dims, axes.registered, axes.optimizers),
                         rules=rules.TRAIN_RULES)
 
 

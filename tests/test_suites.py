@@ -189,6 +189,24 @@ def test_the_optimizer_axis_is_the_last_of_the_suites_that_train():
     assert common.optimizers(quick(optimizers=("sgd", "adam")), {}) == [{"optimizer": "sgd"}, {"optimizer": "adam"}]
 
 
+def test_the_full_profile_times_lazy_adam_steps_up_to_its_limit_and_measures_its_peaks_at_every_size():
+    full = options.selection_from_options("full", "full", "1000000,10000000", "synthetic-zipf")
+    assert full.profile.train_step_max_vocab == {"lazy_adam": 10**6}
+    by_suite = {name: [(case.vocab_size, case.optimizer) for case in grid.cases(grid.declaration(name), full)]
+                for name in ("train_step", "memory")}
+    assert (10**6, "lazy_adam") in by_suite["train_step"] and (10**7, "lazy_adam") not in by_suite["train_step"]
+    assert {(10**7, "adam"), (10**7, "rowwise_adagrad")} <= set(by_suite["train_step"])
+    assert (10**7, "lazy_adam") in by_suite["memory"]
+
+
+def test_the_paired_suites_run_every_strategy_at_one_size_before_the_next_size():
+    # One bare-gather table per dataset and size (Harness._reference_for keeps the last one).
+    for name in ("lookup", "train_step"):
+        keys = [(case.dataset, case.side, case.vocab_size) for case in grid.cases(grid.declaration(name), quick())]
+        runs = [key for index, key in enumerate(keys) if index == 0 or keys[index - 1] != key]
+        assert len(runs) == len(set(keys)), name
+
+
 # ----- records ------------------------------------------------------------------------------------
 def test_a_record_holds_every_schema_field_and_refuses_any_other():
     case = grid.Case("lookup", "qr", "ml-100k", None, 64, 4096, side="users")
