@@ -29,6 +29,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import psutil  # noqa: E402
 import pytest  # noqa: E402
 
+from membed.quiet import native_stderr_captured  # noqa: E402
+
+# The imports below start TensorFlow (through Keras). Under pytest-xdist nothing captures the controller's
+# stderr then, and its native start-up lines printed after the run's summary; hidden here (no op is run,
+# so --tf-threads still applies).
+with native_stderr_captured():
+    import keras  # noqa: E402, F401
+
 from analysis import journal  # noqa: E402
 from bench import distributed, grid, isolation, options, results  # noqa: E402
 from bench.harness import DEFAULT_TF_THREADS, ROOT, Harness, release_memory, use_tf_threads  # noqa: E402
@@ -201,7 +209,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         kept = [item for item in items if CASE not in item.stash or item.stash[CASE].suite in selection.profile.suites]
         config.hook.pytest_deselected(items=[item for item in items if item not in kept])
         items[:] = kept
-    if distributed.is_worker(config):
+    benchmarks_run = config.getoption("benchmark_only") or not config.getoption("benchmark_skip")
+    if distributed.is_worker(config) and benchmarks_run:
         serial = pytest.mark.skip(reason=distributed.SERIAL_REASON)
         for item in items:
             if CASE in item.stash and item.stash[CASE].suite not in distributed.SUITES:

@@ -52,8 +52,12 @@ def prepare(config: pytest.Config) -> None:
 
     Under xdist pytest-benchmark is disabled and refuses `--benchmark-only`
     (and `--benchmark-skip` would skip every case), so both are lifted here;
-    the cases are selected and timed by this module instead.
+    the cases are selected and timed by this module instead. A unit-test run
+    on workers (`pytest -n 2`: `--benchmark-skip` from the ini file, no
+    `--benchmark-only`) keeps its benchmarks skipped.
     """
+    if config.option.benchmark_skip and not config.option.benchmark_only:
+        return
     if is_distributed(config):
         config.option.benchmark_only = False
         config.option.benchmark_skip = False

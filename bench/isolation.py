@@ -46,6 +46,9 @@ POLL_SECONDS = 0.2
 # a process of its own: 4.6 s of start-up each, where a 1e3-id lookup case takes 0.5 s. The full
 # profile's lookup and train_step suites took 50 min so, 40 min with this (2026-12-01).
 SMALL_CASE_BYTES = 256 << 20
+# What pytest-xdist sets in a worker's environment. A pytest run started from a worker that inherits
+# them takes itself for a worker: pytest-benchmark then turns timing off and refuses --benchmark-only.
+XDIST_VARIABLES = ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID")
 # The run's own options, passed on to the child so that it parametrizes the same grid.
 PASSED_OPTIONS = ("profile", "strategies", "vocab_sizes", "datasets", "optimizers", "seeds", "measure_timeout")
 
@@ -69,6 +72,13 @@ def estimated_peak_bytes(case: grid.Case) -> int | None:
         return None
     peak = measure.estimated_peak_bytes(admission.sizes.train_state_bytes, case.batch_size, case.dim)
     return peak + (gather_bytes if case.kind == "paired" else 0)
+
+
+def child_environment(**extra: str) -> dict[str, str]:
+    """This process's environment less pytest-xdist's worker variables, with `extra` set: for a child pytest
+    run of its own (a case in its own process; a unit test's `pytest bench` run on an xdist worker)."""
+    inherited = {name: value for name, value in os.environ.items() if name not in XDIST_VARIABLES}
+    return {**inherited, **extra}
 
 
 @dataclasses.dataclass
@@ -108,7 +118,7 @@ def run_child(item: pytest.Item, case: grid.Case, arguments: list[str], timeout_
         start = time.monotonic()
         with open(log, "w") as stream:
             child = subprocess.Popen(argv, cwd=config.invocation_params.dir, stdout=stream,
-                                     stderr=subprocess.STDOUT, env={**os.environ, CHILD_ENV: "1"})
+                                     stderr=subprocess.STDOUT, env=child_environment(**{CHILD_ENV: "1"}))
         watched, last_rss = psutil.Process(child.pid), 0
         try:
             while child.poll() is None:

@@ -8,6 +8,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from bench.isolation import child_environment
+
 ROOT = Path(__file__).resolve().parents[1]
 
 PLUGIN = textwrap.dedent('''
@@ -63,7 +65,7 @@ def bench_command(tmp_path: Path, *arguments: str, paths: tuple[str, ...] = ("be
     """The argv and environment of `pytest PATHS ARGUMENTS` (PATHS: bench/) with the plugin above loaded."""
     (tmp_path / "membed_test_plugin.py").write_text(PLUGIN)
     environment = {
-        **os.environ,
+        **child_environment(),  # a run of its own, also when this test runs on an xdist worker
         "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]),
         # ml-1m is nowhere: it must skip, not download.
         "MEMBED_DATA_DIR": str(tmp_path),

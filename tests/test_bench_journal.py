@@ -156,3 +156,15 @@ def test_only_a_case_that_could_exhaust_the_machine_leaves_the_pytest_process():
     assert rule.isolates(rss=5 * gib, estimate=small + 1)
     every = isolation.Isolation(0, case_of=lambda item: None, record=lambda item, outcome: None)
     assert every.isolates(rss=0, estimate=1)  # --isolate-above 0: every case of known size
+
+
+def test_a_child_run_does_not_inherit_an_xdist_workers_variables(monkeypatch):
+    from bench import isolation
+
+    # On a worker, pytest-benchmark in a child run that kept these would refuse --benchmark-only.
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw1")
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "2")
+    monkeypatch.setenv("MEMBED_DATA_DIR", "/data")
+    environment = isolation.child_environment(MEMBED_BENCH_CHILD="1")
+    assert not set(isolation.XDIST_VARIABLES) & set(environment)
+    assert environment["MEMBED_DATA_DIR"] == "/data" and environment["MEMBED_BENCH_CHILD"] == "1"

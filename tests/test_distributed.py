@@ -1,12 +1,12 @@
 """bench.distributed: fit cases over pytest-xdist workers (local popen gateways), timing suites left serial."""
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
+from bench.isolation import child_environment
 from tests.bench_runs import ROOT
 
 pytest.importorskip("xdist")
@@ -19,7 +19,7 @@ def test_fit_cases_run_on_two_popen_gateways_and_land_in_one_json(tmp_path):
                "-k", "accuracy or (lookup and full)", "-d", "--tx", "2*popen", "-p", "no:cacheprovider", "-q",
                "--benchmark-json", str(out)]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+                          env=child_environment(TF_CPP_MIN_LOG_LEVEL="2"))
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     result = json.loads(out.read_text())
     fits = {entry["name"]: entry for entry in result["benchmarks"]}
