@@ -56,9 +56,8 @@ def prepare(config: pytest.Config) -> None:
     on workers (`pytest -n 2`: `--benchmark-skip` from the ini file, no
     `--benchmark-only`) keeps its benchmarks skipped.
     """
-    if config.option.benchmark_skip and not config.option.benchmark_only:
-        return
-    if is_distributed(config):
+    unit_tests = config.getoption("benchmark_skip") and not config.getoption("benchmark_only")
+    if is_distributed(config) and not unit_tests:
         config.option.benchmark_only = False
         config.option.benchmark_skip = False
         # Its fixture is left unused where this module times the rounds.

@@ -36,3 +36,15 @@ def test_fit_cases_run_on_two_popen_gateways_and_land_in_one_json(tmp_path):
     assert set(result["membed"]["selected"]) >= {entry["fullname"] for entry in result["benchmarks"]}
     journal = [json.loads(line)["kind"] for line in out.with_suffix(".jsonl").read_text().splitlines()]
     assert journal.count("benchmark") == 3 and "selected" in journal
+
+
+def test_a_unit_test_run_on_workers_keeps_the_benchmarks_skipped(tmp_path):
+    # `pytest -n 2` (the README's unit tests): --benchmark-skip from the ini file holds on the workers too.
+    command = [sys.executable, "-m", "pytest", "bench", "-n", "2", "-q", "-p", "no:cacheprovider",
+               "-k", "accuracy and ml-100k and (full or hash)"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env=child_environment(TF_CPP_MIN_LOG_LEVEL="2"))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "passed" not in done.stdout and "skipped" in done.stdout
+    assert "--benchmark-skip active" in done.stdout and "run serially" not in done.stdout
+    assert "oneDNN" not in done.stdout + done.stderr  # TensorFlow's start-up lines stay hidden
