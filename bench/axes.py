@@ -31,14 +31,14 @@ def _id_datasets(selection: Selection, suite: str) -> list[dict[str, Any]]:
     values: list[dict[str, Any]] = []
     for dataset in selection.datasets_of(suite):
         if dataset in SYNTHETIC_DATASETS:
-            values += [{"dataset": dataset, "vocab_size": size, "side": None} for size in selection.vocab_sizes]
+            values += [{"dataset": dataset, "vocab_size": size, "side": None} for size in selection.vocab_sizes_of(dataset)]
         elif dataset in MOVIELENS:
             values += [{"dataset": dataset, "vocab_size": None, "side": side} for side in SIDES]
     return values
 
 
 def id_datasets(selection: Selection, case: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The suite's datasets as id streams: each synthetic one at every size, each MovieLens one's users and items."""
+    """The suite's datasets as id streams: each synthetic one at its sizes, each MovieLens one's users and items."""
     return _id_datasets(selection, case["suite"])
 
 

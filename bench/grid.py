@@ -116,6 +116,9 @@ class Profile:
         train_step_max_vocab: optimizer -> the largest vocabulary the train_step suite
             times it at (an optimizer not named: every size). The memory suite keeps
             every size: this only saves the minutes of timing big tables twice more.
+        dataset_vocab_sizes: synthetic dataset -> the sizes of `vocab_sizes` and
+            `sublinear_vocab_sizes` it runs at (a dataset not named: all of them);
+            `--vocab-sizes` replaces both.
         accuracy_storages: storages each trained pair is evaluated in again
             (`membed.presets.evaluate_by_storage`), float32 first.
         accuracy_optimizers: the accuracy suite's optimizers per model family: `rating`
@@ -147,6 +150,7 @@ class Profile:
     pipeline_rounds: int = 3
     optimizers: tuple[str, ...] = (DEFAULT_OPTIMIZER,)
     train_step_max_vocab: dict[str, int] = dataclasses.field(default_factory=dict)
+    dataset_vocab_sizes: dict[str, tuple[int, ...]] = dataclasses.field(default_factory=dict)
     accuracy_storages: tuple[str, ...] = ("float32",)
     accuracy_patience: int = 2
     accuracy_seeds: tuple[int, ...] = (1, 2)
@@ -173,9 +177,13 @@ class Profile:
 # (membed.train.RATING_LEARNING_RATES), a factor of about 3 apart.
 TUNE_LEARNING_RATES = {"adam": (1e-3, 3e-3, 1e-2), "lazy_adam": (1e-3, 3e-3, 1e-2), "adagrad": (0.1, 0.3, 1.0),
                        "rowwise_adagrad": (0.03, 0.1, 0.3), "sgd": (0.5, 2.0, 8.0)}
-# The planted set of the full and tune profiles: dense enough (600 ratings per item, 300 per
-# user on average) that the full baseline's test MSE comes within 25% of the noise floor.
+# The planted set of the claims and tune profiles: dense enough (600 ratings per item, 300 per
+# user on average) that the full baseline's test MSE comes within 25% of the noise floor (0.099
+# against 0.09 at 20 epochs, reports/accuracy/).
 DENSE_PLANTED = {"num_users": 1000, "num_items": 500, "num_ratings": 300_000}
+# The full profile's, two thirds of that to fit its hour: the baseline's test MSE 0.107 against
+# 0.09 (18% over, still falling at 20 epochs), 8.5 min of fits instead of 12.3 (2026-12-02).
+FULL_PLANTED = {**DENSE_PLANTED, "num_ratings": 200_000}
 
 FULL = Profile(
     name="full",
@@ -194,12 +202,16 @@ FULL = Profile(
     warmup_rounds=2,
     accuracy_max_epochs=20,
     accuracy_presets=("baseline", "example", "20x"),
-    planted=DENSE_PLANTED,
+    planted=FULL_PLANTED,
     # The dense reference, the production table optimizer and the sparse Adam.
     optimizers=("adam", "rowwise_adagrad", "lazy_adam"),
     # lazy_adam's step is timed up to 1e6 (its 1e7 and 1e8 steps took 4.5 of the profile's 71
     # minutes on 2026-12-01); its training peaks are still measured at every size (memory suite).
     train_step_max_vocab={"lazy_adam": 10**6},
+    # Uniform ids, whose cache misses Zipf's hot ids hide, at the sizes in and out of the
+    # last-level cache (1e3-1e5) and at 1e7; 1e6 and 1e8 took 4.1 of the 71 minutes on
+    # 2026-12-02. The Zipf ids keep every size.
+    dataset_vocab_sizes={"synthetic-uniform": (10**3, 10**4, 10**5, 10**7)},
     accuracy_storages=STORAGES,
     accuracy_seeds=(1, 2, 3, 4, 5),
     # On synthetic-ctr, the strategies of reports/README.md's claims (dhe takes 60-300 s a fit there).
@@ -243,7 +255,7 @@ PROFILES: dict[str, Profile] = {
     # strategy on ml-100k, synthetic-planted and synthetic-ctr, 5 seeds; about 80 min of fits
     # on 2 cores, meant for `-n` (bench/README.md, "Spreading the fit cases").
     "claims": dataclasses.replace(FULL, name="claims", vocab_sizes=(), sublinear_vocab_sizes=(),
-                                  accuracy_presets=None, suites=("accuracy",)),
+                                  accuracy_presets=None, planted=DENSE_PLANTED, suites=("accuracy",)),
     # The step size per strategy, preset and optimizer, chosen on validation: one seed per
     # step size of TUNE_LEARNING_RATES; `python -m bench.tuning RESULT.json` stores the best.
     "tune": Profile(
@@ -284,9 +296,16 @@ class Selection:
     measure_timeout_s: float = measure.DEFAULT_TIMEOUT_S
     suite_datasets: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
     optimizers: tuple[str, ...] = (DEFAULT_OPTIMIZER,)
+    dataset_vocab_sizes: dict[str, tuple[int, ...]] = dataclasses.field(default_factory=dict)
 
     def datasets_of(self, suite: str) -> tuple[str, ...]:
         return self.suite_datasets.get(suite, self.datasets)
+
+    def vocab_sizes_of(self, dataset: str) -> tuple[int, ...]:
+        """The synthetic sizes `dataset` runs at: `vocab_sizes`, narrowed by `dataset_vocab_sizes`."""
+        if dataset not in self.dataset_vocab_sizes:
+            return self.vocab_sizes
+        return tuple(size for size in self.vocab_sizes if size in self.dataset_vocab_sizes[dataset])
 
 
 @dataclasses.dataclass(frozen=True)

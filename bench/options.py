@@ -70,7 +70,8 @@ def selection_from_options(profile: str, strategy_list: str | None, vocab_sizes:
     Args:
         profile: a name of `grid.PROFILES`.
         strategy_list: comma-separated registered strategies (None: all).
-        vocab_sizes: comma-separated synthetic sizes (None: the profile's).
+        vocab_sizes: comma-separated synthetic sizes, for every synthetic dataset (None: the
+            profile's, narrowed per dataset by its `dataset_vocab_sizes`).
         datasets: comma-separated names of `grid.DATASETS` (None: the profile's,
             with its narrower per-suite datasets).
         allow_download: let MovieLens variants that are not found be downloaded.
@@ -105,4 +106,5 @@ def selection_from_options(profile: str, strategy_list: str | None, vocab_sizes:
         allow_download=allow_download,
         measure_timeout_s=measure_timeout_s,
         optimizers=tuple(dict.fromkeys(optimizers)) if optimizers is not None else chosen.optimizers,
+        dataset_vocab_sizes={} if vocab_sizes is not None else dict(chosen.dataset_vocab_sizes),
     )

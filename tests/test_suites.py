@@ -199,6 +199,17 @@ def test_the_full_profile_times_lazy_adam_steps_up_to_its_limit_and_measures_its
     assert (10**7, "lazy_adam") in by_suite["memory"]
 
 
+def test_the_full_profile_times_uniform_ids_at_its_own_sizes_unless_vocab_sizes_names_them():
+    full = options.selection_from_options("full", "qr", None, "synthetic-zipf,synthetic-uniform")
+    sizes = {dataset: [case.vocab_size for case in grid.cases(grid.declaration("lookup"), full)
+                       if case.dataset == dataset] for dataset in ("synthetic-zipf", "synthetic-uniform")}
+    assert sizes["synthetic-zipf"] == [10**3, 10**4, 10**5, 10**6, 10**7, 10**8]
+    assert sizes["synthetic-uniform"] == [10**3, 10**4, 10**5, 10**7]
+    # Sizes asked for by name run on every synthetic dataset.
+    named = options.selection_from_options("full", "qr", "1000000", "synthetic-uniform")
+    assert [case.vocab_size for case in grid.cases(grid.declaration("lookup"), named)] == [10**6]
+
+
 def test_the_paired_suites_run_every_strategy_at_one_size_before_the_next_size():
     # One bare-gather table per dataset and size (Harness._reference_for keeps the last one).
     for name in ("lookup", "train_step"):
