@@ -209,8 +209,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         kept = [item for item in items if CASE not in item.stash or item.stash[CASE].suite in selection.profile.suites]
         config.hook.pytest_deselected(items=[item for item in items if item not in kept])
         items[:] = kept
-    benchmarks_run = config.getoption("benchmark_only") or not config.getoption("benchmark_skip")
-    if distributed.is_worker(config) and benchmarks_run:
+    if distributed.is_worker(config) and distributed.benchmarks_run(config):
         serial = pytest.mark.skip(reason=distributed.SERIAL_REASON)
         for item in items:
             if CASE in item.stash and item.stash[CASE].suite not in distributed.SUITES:

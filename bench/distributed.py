@@ -47,6 +47,12 @@ def is_distributed(config: pytest.Config) -> bool:
     return is_worker(config) or is_controller(config)
 
 
+def benchmarks_run(config: pytest.Config) -> bool:
+    """Whether this run times its benchmarks: `--benchmark-only`, or no `--benchmark-skip` (which the ini
+    file sets, so that a plain `pytest` runs the unit tests only)."""
+    return config.getoption("benchmark_only") or not config.getoption("benchmark_skip")
+
+
 def prepare(config: pytest.Config) -> None:
     """Before pytest-benchmark configures itself: let the fit cases run although it disables timing under xdist.
 
@@ -56,8 +62,7 @@ def prepare(config: pytest.Config) -> None:
     on workers (`pytest -n 2`: `--benchmark-skip` from the ini file, no
     `--benchmark-only`) keeps its benchmarks skipped.
     """
-    unit_tests = config.getoption("benchmark_skip") and not config.getoption("benchmark_only")
-    if is_distributed(config) and not unit_tests:
+    if is_distributed(config) and benchmarks_run(config):
         config.option.benchmark_only = False
         config.option.benchmark_skip = False
         # Its fixture is left unused where this module times the rounds.

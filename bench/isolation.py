@@ -32,7 +32,7 @@ from typing import Any, Callable
 import psutil
 import pytest
 
-from bench import grid, rules
+from bench import distributed, grid, rules
 from membed import measure
 
 CHILD_ENV = "MEMBED_BENCH_CHILD"  # set in the child: it runs its one case in-process
@@ -220,8 +220,7 @@ class Isolation:
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem) -> bool | None:
         case = self.case_of(item)
         config = item.config
-        benchmarks_run = config.getoption("benchmark_only") or not config.getoption("benchmark_skip")
-        if case is None or os.environ.get(CHILD_ENV) or not benchmarks_run:
+        if case is None or os.environ.get(CHILD_ENV) or not distributed.benchmarks_run(config):
             return None
         estimate = estimated_peak_bytes(case)
         if estimate is None or not self.isolates(self.process.memory_info().rss, estimate):
