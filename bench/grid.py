@@ -247,7 +247,7 @@ PROFILES: dict[str, Profile] = {
         accuracy_seeds=(1, 2),
         ctr_strategies=("full", "mixed_dim", "qr"),
     ),
-    # The broad grid, in about an hour on 2 cores (bench/README.md, "Measured wall time"):
+    # The broad grid, in under an hour on 2 cores (53.5 min on 2026-12-02; bench/README.md, "Measured wall time"):
     # every strategy and size, three optimizers, one compression level per strategy in the
     # accuracy suite. `claims` trains every preset; sgd and adagrad are an `--optimizers` away.
     "full": FULL,
