@@ -61,7 +61,7 @@ import pandas as pd
 from analysis import confirm, gate, schema
 from analysis.baseline import NOISE_SUFFIX, RATIO_FIELDS, ROUNDS_SUFFIX, with_noise
 from analysis.load import ResultError, frame_of, read_result, rows_of
-from analysis.rules import group_of
+from analysis.rules import group_of, suite_of
 
 SLOWDOWNS = (0.10, 0.20, 0.25, 0.50)
 PEAK_GROWTH = 0.05
@@ -188,19 +188,28 @@ class Judge:
 
     `again` is another run of the same code standing in for the re-run: a speed
     regression (`analysis.confirm.speed`) stands only when the same plant in
-    `again` is flagged too; other regressions are never re-run.
+    `again` is flagged too; other regressions are never re-run. With `sitting`,
+    `again` is a run of the same sitting standing in for the baseline code's
+    re-run of `--same-sitting`: the changed run is gated again against the
+    baseline with `again`'s ratios (`analysis.confirm.sitting_baseline`).
     """
 
     baseline: pd.DataFrame
     rules: gate.GateRules
     again: tuple[Document, str] | None = None
+    sitting: bool = False
 
     def __call__(self, document: Document, source: str,
                  plant: Callable[[Document], Document] | None = None) -> pd.DataFrame:
         plant = plant or (lambda doc: doc)
-        first = regressions(frame_of_document(plant(document), source), self.baseline, self.rules)
+        changed = frame_of_document(plant(document), source)
+        first = regressions(changed, self.baseline, self.rules)
         if self.again is None or not confirm.speed(first).any():
             return first
+        if self.sitting:
+            base_code = confirm.sitting_baseline(self.baseline, frame_of_document(*self.again))
+            second = regressions(changed, base_code, self.rules)
+            return first[~confirm.speed(first) | confirm.still_flagged(first, second)].reset_index(drop=True)
         repeat, repeat_source = self.again
         try:
             repeat = plant(repeat)
@@ -240,6 +249,7 @@ def ratio_limit(baseline: pd.DataFrame, case: str, rules: gate.GateRules) -> flo
     """The relative growth of `case`'s tightest gated ratio (`gated_ratio`) that the gate allows against `baseline`."""
     row = baseline[baseline["case"] == case].iloc[0]
     noise = row.get(f"{gated_ratio(baseline, case)}{NOISE_SUFFIX}")
+    rules = rules.for_suite(suite_of(case))
     if noise is None or not np.isfinite(noise):
         return rules.gather_ratio_rel
     return max(rules.ratio_floor_rel, rules.ratio_noise_k * float(noise))
@@ -301,7 +311,7 @@ def slowdown_trial(
 def calibrate(
     document: dict[str, Any], source: str, baseline: pd.DataFrame, rules: gate.GateRules,
     others: Sequence[tuple[dict[str, Any], str]] = (), cases: int = TRIAL_CASES, seed: int = SEED,
-    where: str | None = None, again: tuple[Document, str] | None = None,
+    where: str | None = None, again: tuple[Document, str] | None = None, sitting: bool = False,
 ) -> tuple[list[TrialRow], pd.DataFrame]:
     """Every trial: (the table's rows, the planted lookup cases with their limit and per-X verdicts).
 
@@ -315,9 +325,9 @@ def calibrate(
         seed: seeds the draw of those cases.
         where: how the rows name the run the changes are planted in (default: from `others`).
         again: another run of the same code that confirms each speed regression (`Judge`), the same
-            change planted in it.
+            change planted in it; with `sitting`, the baseline code's run of the same sitting.
     """
-    judge = Judge(baseline, rules, again)
+    judge = Judge(baseline, rules, again, sitting)
     rows = identical_trials(document, source, judge, others)
     timed = timed_lookup_cases(baseline)
     lookups = draw(timed, cases, seed)
@@ -363,7 +373,7 @@ def calibrate(
 
 def leave_one_out(
     runs: Sequence[tuple[dict[str, Any], str]], rules: gate.GateRules, cases: int = TRIAL_CASES, seed: int = SEED,
-    confirmed: bool = False,
+    confirmed: bool = False, sitting: bool = False, sittings: Sequence[int] | None = None,
 ) -> tuple[list[TrialRow], pd.DataFrame]:
     """`calibrate` once per run, against the baseline of the other runs; the rows summed over the runs.
 
@@ -371,24 +381,37 @@ def leave_one_out(
     row counts each run flagged against the others' baseline, and each planted
     change goes into the left-out run. The planted cases table gains a `run` column.
     With `confirmed`, the next run (the first after the last) is left out too and
-    stands in for `--confirm 1`'s re-run (`Judge`), the change planted in it as well.
+    stands in for `--confirm 1`'s re-run (`Judge`), the change planted in it as well;
+    with `sitting` too, for the baseline code's re-run of `--same-sitting`. `sittings`
+    (sizes, in the runs' order: `(5, 2)` for five runs of one sitting, then two of
+    another) keeps that re-run within the left-out run's sitting: the next of its
+    sitting, the first after the last.
     """
     least = 4 if confirmed else 3
     if len(runs) < least:
         raise ResultError(f"--leave-one-out{' --confirm' if confirmed else ''} needs at least {least} runs "
                           f"(RESULT and {least - 1} --against), got {len(runs)}: the baseline must hold two runs "
                           "to know their noise.")
+    sittings = list(sittings or [len(runs)])
+    if sum(sittings) != len(runs) or min(sittings) < 2:
+        raise ResultError(f"--sittings {','.join(map(str, sittings))}: sizes of at least 2 runs each, adding up to "
+                          f"the {len(runs)} runs (RESULT and the --against runs, in order).")
+    starts = np.cumsum([0, *sittings[:-1]])
+    sitting_of = {index: (start, size) for start, size in zip(starts, sittings) for index in range(start, start + size)}
     totals: dict[tuple[str, str], TrialRow] = {}
     tables = []
     for index, (document, source) in enumerate(runs):
-        again = (index + 1) % len(runs) if confirmed else None
+        start, size = sitting_of[index]
+        again = int(start + (index - start + 1) % size) if confirmed else None
         baseline = baseline_of_runs([run for other, run in enumerate(runs) if other not in (index, again)])
         rows, per_case = calibrate(document, source, baseline, rules, cases=cases, seed=seed, where=LEFT_OUT,
-                                   again=runs[again] if confirmed else None)
+                                   again=runs[again] if confirmed else None, sitting=sitting)
         for row in rows:
             if row.trial == "identical code":
+                confirmed_by = (", confirmed beside the next (same sitting)" if sitting
+                                else ", confirmed by the next" if confirmed else "")
                 row = dataclasses.replace(row, planted="each run against the baseline of the other runs"
-                                          + (", confirmed by the next" if confirmed else ""))
+                                          + confirmed_by)
             key = (row.trial, row.planted)
             if key in totals:
                 total = totals[key]
@@ -465,7 +488,7 @@ def sweep(
     records = []
     for floor in floors:
         for k in ks:
-            limits = dataclasses.replace(rules, ratio_floor_rel=floor, ratio_noise_k=k)
+            limits = dataclasses.replace(rules, ratio_floor_rel=floor, ratio_noise_k=k, suites={})  # every suite
             alarms = sum(
                 int((found["field"].isin(RATIO_FIELDS)).sum())
                 for found in (regressions(result, base, limits) for result, base in pairs)
@@ -522,6 +545,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--confirm", action="store_true",
                         help="with --leave-one-out: as the gate's --confirm 1, a speed regression stands only when "
                              "the next run, with the same change, repeats it (that run left out of the baseline too)")
+    parser.add_argument("--same-sitting", action="store_true",
+                        help="with --confirm: the next run is the baseline code's re-run of the same sitting, as "
+                             "the gate's --same-sitting times it; the changed run is gated again against its ratios")
+    parser.add_argument("--sittings", metavar="N,N,...",
+                        help="with --same-sitting: the runs, in order, as sittings of these sizes; the re-run is the "
+                             "next run of the left-out run's sitting (default: all one sitting)")
     parser.add_argument("--cases", type=int, default=TRIAL_CASES, help="cases per planted change (default 10)")
     parser.add_argument("--seed", type=int, default=SEED, help="seeds the draw of the planted cases (default 0)")
     parser.add_argument("--out", metavar="FILE.md", help="also write the tables to this markdown file")
@@ -540,6 +569,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         rules = gate.rules_from_pyproject(args.gate_config)
         document = read_result(args.result)
         others = [(read_result(path), path) for path in args.against]
+        if args.sittings is not None and not args.same_sitting:
+            raise ResultError("--sittings says which runs share a sitting for --same-sitting; add --same-sitting.")
+        sittings = None
+        if args.sittings is not None:
+            try:
+                sittings = [int(size) for size in args.sittings.split(",")]
+            except ValueError:
+                raise ResultError(f"--sittings {args.sittings!r}: comma-separated run counts, e.g. 5,2.") from None
+        if args.same_sitting and not args.confirm:
+            raise ResultError("--same-sitting models --confirm's re-run beside the baseline's code; add --confirm.")
         if args.confirm and not args.leave_one_out:
             raise ResultError("--confirm needs --leave-one-out: the re-run is the next of the runs.")
         if args.leave_one_out and args.baseline:
@@ -547,7 +586,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.leave_one_out:
             runs = [(document, args.result), *others]
             baseline = baseline_of_runs(runs)  # for the header's count only
-            rows, per_case = leave_one_out(runs, rules, args.cases, args.seed, args.confirm)
+            rows, per_case = leave_one_out(runs, rules, args.cases, args.seed, args.confirm, args.same_sitting,
+                                           sittings)
             swept = None
         else:
             baseline = gate.load_baseline(args.baseline) if args.baseline else baseline_of(document, args.result)
@@ -565,6 +605,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.confirm:
             inputs = (f"Runs: {names}, each gated against the baseline of the others but the next one, which "
                       "confirms its speed regressions as `--confirm 1` would (leave two out)")
+        if args.same_sitting:
+            inputs = (f"Runs: {names}, each gated against the baseline of the others but the next one of its "
+                      f"sitting{f' (sittings of {args.sittings} runs, in order)' if args.sittings else ''}; a speed "
+                      "regression stands when the run, gated again against that one's ratios (the baseline's code "
+                      "in the same sitting), repeats it, as `--confirm 1 --same-sitting` would (leave two out)")
     else:
         inputs = f"Result: `{args.result}`; baseline: `{args.baseline or 'written from the result'}`"
     header = [
@@ -575,8 +620,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"stored noise); "
         f"limits: {gate.GATE_TABLE} of `{args.gate_config}` (ratio: max({rules.ratio_floor_rel:.0%}, "
         f"{rules.ratio_noise_k:g} x noise), {rules.gather_ratio_rel:.0%} without noise; a strategy's cases: "
-        f"max({rules.group_floor_rel:.0%}, {rules.group_noise_k:g} x their noise); peaks: "
-        f"> +{rules.peak_mem_rel:.0%} and > +{rules.peak_mem_abs_mib:g} MiB). Seed {args.seed}.",
+        f"max({rules.group_floor_rel:.0%}, {rules.group_noise_k:g} x their noise)"
+        + "".join(f"; {suite}: max({own.ratio_floor_rel:.0%}, {own.ratio_noise_k:g} x noise), a strategy's cases "
+                  f"max({own.group_floor_rel:.0%}, {own.group_noise_k:g} x their noise)"
+                  for suite, own in rules.suites.items())
+        + f"; peaks: > +{rules.peak_mem_rel:.0%} and > +{rules.peak_mem_abs_mib:g} MiB). Seed {args.seed}.",
     ]
     if args.note:
         header += ["", args.note]

@@ -63,7 +63,7 @@ from analysis.baseline import (
 )
 from analysis.compare import attach_noise, deltas
 from analysis.load import ResultError
-from analysis.rules import FINDING_COLUMNS, GateRules, Rule, apply_rules, rules_for
+from analysis.rules import FINDING_COLUMNS, GateRules, Rule, apply_limits, apply_rules, rules_for
 from analysis.schema import PEAK_FIELDS
 
 try:
@@ -217,7 +217,7 @@ def compare(result: pd.DataFrame, baseline: pd.DataFrame, rules: GateRules) -> p
         baseline: the baseline in `baseline_frame` form.
         rules: the limits.
     """
-    return apply_rules(gate_deltas(result, baseline), rules_for(rules))
+    return apply_limits(gate_deltas(result, baseline), rules)
 
 
 def outside_selection(

@@ -12,7 +12,7 @@ Example:
     python -m analysis.report out.json --format markdown --out reports/latest
     python -m analysis.report --compare old.json new.json
     python -m analysis.report out.json --check reports/baseline.json
-    python -m analysis.report out.json --check reports/baseline.json --confirm 1 --same-sitting  # re-time speed regressions
+    python -m analysis.report out.json --check reports/baseline.json --confirm 2 --same-sitting  # re-time speed regressions
     python -m analysis.report out.json --format markdown --summary-only >> "$GITHUB_STEP_SUMMARY"
     python -m analysis.report out.json --check base.json --gate-config path/to/pyproject.toml
     python -m analysis.report out.json --update-baseline        # rewrites reports/baseline.json
@@ -218,9 +218,7 @@ def gate_tables(outcome: gate.GateOutcome, rules: gate.GateRules) -> list[Table]
     Missing or failed cases come grouped by why, one row per reason: a slice or
     a broken dataset can leave hundreds of them, all for one reason.
     """
-    limits = ", ".join(
-        f"{k}={v:g}" if not isinstance(v, bool) else f"{k}={str(v).lower()}" for k, v in vars(rules).items()
-    )
+    limits = rules.describe()
     metric = outcome.regressions[outcome.regressions["rule"] != "missing_fails"]
     tables = []
     if len(metric):

@@ -67,10 +67,15 @@ class GateRules:
             group's noise (above its floor).
         val_mse_abs: absolute growth of the final val MSE that fails.
         missing_fails: whether a baseline case missing or failed in the result fails.
+        suites: suite name -> the limits of that suite's ratios, where they differ (a sub-table
+            `[tool.membed.gate.lookup]` of the `SUITE_KEYS`); `for_suite` reads them.
 
     Example:
         >>> GateRules.from_mapping({"val_mse_abs": 0.02}, "flags").val_mse_abs
         0.02
+        >>> rules = GateRules.from_mapping({"ratio_floor_rel": 0.4, "lookup": {"ratio_floor_rel": 0.2}}, "flags")
+        >>> rules.for_suite("lookup").ratio_floor_rel, rules.for_suite("train_step").ratio_floor_rel
+        (0.2, 0.4)
     """
 
     params_growth: float = 0.0
@@ -85,16 +90,45 @@ class GateRules:
     group_noise_k: float = 3.0
     val_mse_abs: float = 0.01
     missing_fails: bool = True
+    suites: Mapping[str, GateRules] = dataclasses.field(default_factory=dict)
+
+    def for_suite(self, suite: str) -> GateRules:
+        """The limits of `suite`'s cases: its own where `suites` names it, else these."""
+        return self.suites.get(suite, self)
+
+    def describe(self) -> str:
+        """The limits as `key=value` pairs, then each suite's own (`lookup: ratio_floor_rel=0.2, ...`).
+
+        Example:
+            >>> GateRules(suites={"lookup": GateRules(ratio_floor_rel=0.2)}).describe().split("; ")[1]
+            'lookup: ratio_floor_rel=0.2'
+        """
+        def pair(key: str, value: Any) -> str:
+            return f"{key}={str(value).lower()}" if isinstance(value, bool) else f"{key}={value:g}"
+
+        text = ", ".join(pair(f.name, getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "suites")
+        for suite, own in self.suites.items():
+            changed = [pair(key, getattr(own, key)) for key in SUITE_KEYS if getattr(own, key) != getattr(self, key)]
+            text += f"; {suite}: {', '.join(changed) or 'as above'}"
+        return text
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], where: str, base: GateRules | None = None) -> GateRules:
-        """`base` (default: the defaults) with `values` applied; one-line `ResultError` on a bad key or value."""
+        """`base` (default: the defaults) with `values` applied; one-line `ResultError` on a bad key or value.
+
+        A value that is a table, under a suite's name, holds that suite's own `SUITE_KEYS`; the
+        suite's other limits are the table's own.
+        """
         base = base or cls()
-        fields = {f.name: f for f in dataclasses.fields(cls)}
+        fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "suites"}
         updates: dict[str, Any] = {}
+        tables = {key: value for key, value in values.items() if isinstance(value, Mapping)}
         for key, value in values.items():
+            if key in tables:
+                continue
             if key not in fields:
-                raise ResultError(f"{where}: unknown gate key {key!r}. Valid keys: {', '.join(fields)}.")
+                raise ResultError(f"{where}: unknown gate key {key!r}. Valid keys: {', '.join(fields)}, "
+                                  f"or a table of a suite ({', '.join(schema.SUITES)}).")
             if key == "missing_fails":
                 if not isinstance(value, bool):
                     raise ResultError(f"{where}: `missing_fails` must be true or false, got {value!r}.")
@@ -103,7 +137,23 @@ class GateRules:
             else:
                 value = float(value)
             updates[key] = value
-        return dataclasses.replace(base, **updates)
+        rules = dataclasses.replace(base, **updates)
+        suites = dict(rules.suites)
+        for suite, table in tables.items():
+            if suite not in schema.SUITES:
+                raise ResultError(f"{where}: unknown gate key {suite!r}: a table's name must be a suite's "
+                                  f"({', '.join(schema.SUITES)}).")
+            wrong = sorted(set(table) - set(SUITE_KEYS))
+            if wrong:
+                raise ResultError(f"{where}: [{suite}]: unknown key {wrong[0]!r}; a suite's table holds "
+                                  f"{', '.join(SUITE_KEYS)}.")
+            own = dataclasses.replace(rules, suites={})
+            suites[suite] = cls.from_mapping(table, f"{where} [{suite}]", own)
+        return dataclasses.replace(rules, suites=suites)
+
+
+# The limits a suite's table (`[tool.membed.gate.lookup]`) may set for its own ratios.
+SUITE_KEYS = ("gather_ratio_rel", "ratio_floor_rel", "ratio_noise_k", "group_floor_rel", "group_noise_k")
 
 
 @dataclass(frozen=True)
@@ -340,6 +390,23 @@ def rules_for(limits: GateRules, fields: Sequence[schema.Field] = schema.FIELDS)
     rules = [rule_for(field, limits) for field in fields if field.gate is not None]
     return rules + [GroupRule("group_floor_rel", field.name, floor=limits.group_floor_rel, k=limits.group_noise_k)
                     for field in fields if field.gate == "ratio"]
+
+
+def suite_of(case: str) -> str:
+    """The suite part of a case id or group (`lookup/qr/*` -> `lookup`)."""
+    return case.split("/", 1)[0]
+
+
+def apply_limits(deltas: pd.DataFrame, limits: GateRules) -> pd.DataFrame:
+    """Every finding on `deltas` under `limits`, each suite's cases under `limits.for_suite` of it."""
+    if not limits.suites:
+        return apply_rules(deltas, rules_for(limits))
+    suites = deltas["case"].map(suite_of)
+    parts = [apply_rules(deltas[suites == suite], rules_for(limits.for_suite(suite))) for suite in suites.unique()]
+    parts = [part for part in parts if len(part)]
+    if not parts:
+        return pd.DataFrame(columns=[*FINDING_COLUMNS, "kind"])
+    return pd.concat(parts, ignore_index=True).sort_values(["case"], kind="stable").reset_index(drop=True)
 
 
 def apply_rules(deltas: pd.DataFrame, rules: Sequence[Rule]) -> pd.DataFrame:

@@ -193,6 +193,45 @@ def test_leave_one_out_confirmed_excuses_a_drift_the_next_run_does_not_repeat(do
         calibrate.leave_one_out(runs[:3], RULES, confirmed=True)
 
 
+def test_a_same_sitting_judge_gates_the_run_again_against_the_baseline_codes_ratios(document):
+    baseline = calibrate.baseline_of(document, "a.json")
+    drifted = slowed(document, LOOKUP, 0.5)  # the machine's day: both codes alike in this sitting
+    # Against the stored baseline the drift is a regression; beside the baseline code's run of the
+    # same sitting, which drifted alike, it is excused.
+    assert LOOKUP in set(calibrate.Judge(baseline, RULES)(drifted, "a.json")["case"])
+    assert calibrate.Judge(baseline, RULES, (drifted, "b.json"), sitting=True)(drifted, "a.json").empty
+    # A change to the code slows this run and not the baseline code's: it stands.
+    found = calibrate.Judge(baseline, RULES, (document, "b.json"), sitting=True)(drifted, "a.json")
+    assert LOOKUP in set(found["case"])
+
+
+def test_main_same_sitting_needs_confirm(capsys):
+    assert main([str(FIXTURE), "--against", str(FIXTURE), "--leave-one-out", "--same-sitting"]) == 2
+    assert "--same-sitting models --confirm's re-run" in capsys.readouterr().err
+    assert main([str(FIXTURE), "--against", str(FIXTURE), "--leave-one-out", "--confirm", "--sittings", "2"]) == 2
+    assert "add --same-sitting" in capsys.readouterr().err
+
+
+def test_the_same_sitting_re_run_stays_within_the_left_out_runs_sitting(document, monkeypatch):
+    # Sittings a, b, c | d, e: each run's re-run is the next of its own sitting, the first after the last.
+    drifted = slowed(document, LOOKUP, 0.5)  # the machine's day of the second sitting
+    runs = [(document, "a.json"), (copy.deepcopy(document), "b.json"), (copy.deepcopy(document), "c.json"),
+            (drifted, "d.json"), (copy.deepcopy(drifted), "e.json")]
+    rows, _ = calibrate.leave_one_out(runs, RULES, cases=3, confirmed=True, sitting=True, sittings=(3, 2))
+    identical = next(row for row in rows if row.trial == "identical code")
+    assert identical.planted.endswith("confirmed beside the next (same sitting)")
+    assert (identical.comparisons, identical.flagged) == (5, 0)
+    partners = []
+    real = calibrate.calibrate
+    monkeypatch.setattr(calibrate, "calibrate", lambda document, source, *args, again=None, **kwargs: (
+        partners.append((source, again[1])), real(document, source, *args, again=again, **kwargs))[1])
+    calibrate.leave_one_out(runs, RULES, cases=1, confirmed=True, sitting=True, sittings=(3, 2))
+    assert partners == [("a.json", "b.json"), ("b.json", "c.json"), ("c.json", "a.json"), ("d.json", "e.json"),
+                        ("e.json", "d.json")]
+    with pytest.raises(ResultError, match="sizes of at least 2 runs each"):
+        calibrate.leave_one_out(runs, RULES, confirmed=True, sitting=True, sittings=(4, 2))
+
+
 def test_main_confirm_needs_leave_one_out(capsys):
     assert main([str(FIXTURE), "--confirm"]) == 2
     assert "--confirm needs --leave-one-out" in capsys.readouterr().err

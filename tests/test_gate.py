@@ -221,6 +221,36 @@ def test_bad_pyproject_gate_tables_are_rejected(tmp_path, table, message):
         gate.rules_from_pyproject(pyproject)
 
 
+def test_a_suite_table_sets_that_suites_ratio_limits_only(tmp_path, result, baseline):
+    pyproject = tmp_path / "pyproject.toml"
+    # The fixture's baseline stores no noise, so gather_ratio_rel is each ratio's limit.
+    pyproject.write_text("[tool.membed.gate]\ngather_ratio_rel = 0.5\ngroup_floor_rel = 10.0\n\n"
+                         "[tool.membed.gate.lookup]\ngather_ratio_rel = 0.2\nratio_noise_k = 1.0\n")
+    limits = gate.rules_from_pyproject(pyproject)
+    lookup = limits.for_suite("lookup")
+    assert (lookup.gather_ratio_rel, lookup.ratio_noise_k, lookup.group_floor_rel) == (0.2, 1.0, 10.0)
+    assert limits.for_suite("train_step") is limits and limits.gather_ratio_rel == 0.5
+    # +30%: past the lookup suite's 20%, within the 50% every other suite keeps.
+    slower = doctored(result, LOOKUP, "gather_ratio", lambda v: v * 1.3)
+    assert findings(gate.check(slower, baseline, limits), "regression") == [(LOOKUP, "gather_ratio")]
+    assert gate.check(slower, baseline, dataclasses.replace(limits, suites={})).passed
+
+
+@pytest.mark.parametrize(
+    "table, message",
+    [
+        ("[tool.membed.gate.lookups]\nratio_floor_rel = 0.2", "a table's name must be a suite's"),
+        ("[tool.membed.gate.lookup]\nval_mse_abs = 0.2", "unknown key 'val_mse_abs'; a suite's table holds"),
+        ("[tool.membed.gate.lookup]\nratio_floor_rel = -1", r"\[lookup\]: `ratio_floor_rel` must be a number >= 0"),
+    ],
+)
+def test_bad_suite_tables_are_rejected(tmp_path, table, message):
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(f"[tool.membed.gate]\nval_mse_abs = 0.01\n\n{table}\n")
+    with pytest.raises(ResultError, match=message):
+        gate.rules_from_pyproject(pyproject)
+
+
 def test_find_gate_config_walks_up_from_each_start_in_order(tmp_path):
     project, other = tmp_path / "project", tmp_path / "other"
     (project / "reports" / "deep").mkdir(parents=True)
