@@ -117,7 +117,7 @@ class GateRules:
         """`base` (default: the defaults) with `values` applied; one-line `ResultError` on a bad key or value.
 
         A value that is a table, under a suite's name, holds that suite's own `SUITE_KEYS`; the
-        suite's other limits are the table's own.
+        suite takes every other limit from the top-level keys.
         """
         base = base or cls()
         fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "suites"}
