@@ -30,9 +30,11 @@ written from all the others (as `--update-baseline` writes one from several
 runs), unchanged and with each planted change; the rows sum over the runs.
 Without it, a baseline holds the run it is checked against (`--baseline`
 written from it), which hides how far a new run of the same code moves.
-With `--confirm` too, each run's speed regressions stand only when the next
-run, with the same change planted, repeats them, as the gate's `--confirm 1`
-has a fresh pytest run repeat them; that run is left out of the baseline too.
+With `--confirm N` too, each run's speed regressions stand only when each of
+the next N runs, with the same change planted, repeats them, as the gate's
+`--confirm N` has N fresh pytest runs repeat them; those runs are left out of
+the baseline too. `--hold-out K` leaves out only the last K runs: with runs
+taken after the limits were chosen, an out-of-sample test of them.
 
 Missing cases are left out of the count (`missing_fails` off): two runs that
 hold different cases measure the gate's rules, not their coverage.
@@ -42,6 +44,8 @@ Example:
     python -m analysis.calibrate out/quick.json --against /tmp/quick_again.json
     python -m analysis.calibrate q1.json --against q2.json --against q3.json --leave-one-out
     python -m analysis.calibrate q1.json --against q2.json --against q3.json --against q4.json --leave-one-out --confirm
+    python -m analysis.calibrate q1.json --against ... --against n3.json --leave-one-out --confirm 2 \
+        --same-sitting --sittings 5,2,3 --hold-out 3
 """
 
 from __future__ import annotations
@@ -184,39 +188,42 @@ Document = dict[str, Any]
 
 @dataclass
 class Judge:
-    """Gates a run, changed by a plant, against `baseline`; with `again`, as `--check --confirm 1` does.
+    """Gates a run, changed by a plant, against `baseline`; with `re_runs`, as `--check --confirm N` does.
 
-    `again` is another run of the same code standing in for the re-run: a speed
-    regression (`analysis.confirm.speed`) stands only when the same plant in
-    `again` is flagged too; other regressions are never re-run. With `sitting`,
-    `again` is a run of the same sitting standing in for the baseline code's
-    re-run of `--same-sitting`: the changed run is gated again against the
-    baseline with `again`'s ratios (`analysis.confirm.sitting_baseline`).
+    Each of `re_runs` is another run of the same code standing in for one of
+    the gate's N re-runs: a speed regression (`analysis.confirm.speed`) stands
+    only when every one of them, the same change planted, flags it too; other
+    regressions are never re-run. With `sitting`, each is a run of the same
+    sitting standing in for the baseline code's re-run of `--same-sitting`:
+    the changed run is gated again against the baseline with that run's ratios
+    (`analysis.confirm.sitting_baseline`).
     """
 
     baseline: pd.DataFrame
     rules: gate.GateRules
-    again: tuple[Document, str] | None = None
+    re_runs: Sequence[tuple[Document, str]] = ()
     sitting: bool = False
 
     def __call__(self, document: Document, source: str,
                  plant: Callable[[Document], Document] | None = None) -> pd.DataFrame:
         plant = plant or (lambda doc: doc)
         changed = frame_of_document(plant(document), source)
-        first = regressions(changed, self.baseline, self.rules)
-        if self.again is None or not confirm.speed(first).any():
-            return first
-        if self.sitting:
-            base_code = confirm.sitting_baseline(self.baseline, frame_of_document(*self.again))
-            second = regressions(changed, base_code, self.rules)
-            return first[~confirm.speed(first) | confirm.still_flagged(first, second)].reset_index(drop=True)
-        repeat, repeat_source = self.again
-        try:
-            repeat = plant(repeat)
-        except ResultError:  # the planted case is not in `again`; its speed regressions are the runs' own
-            pass
-        second = regressions(frame_of_document(repeat, repeat_source), self.baseline, self.rules)
-        return first[~confirm.speed(first) | confirm.still_flagged(first, second)].reset_index(drop=True)
+        found = regressions(changed, self.baseline, self.rules)
+        for re_run in self.re_runs:
+            if not confirm.speed(found).any():
+                break
+            if self.sitting:
+                base_code = confirm.sitting_baseline(self.baseline, frame_of_document(*re_run))
+                again = regressions(changed, base_code, self.rules)
+            else:
+                repeat, repeat_source = re_run
+                try:
+                    repeat = plant(repeat)
+                except ResultError:  # the planted case is not in the re-run; its speed regressions are its own
+                    pass
+                again = regressions(frame_of_document(repeat, repeat_source), self.baseline, self.rules)
+            found = found[~confirm.speed(found) | confirm.still_flagged(found, again)].reset_index(drop=True)
+        return found
 
 
 def timed_lookup_cases(baseline: pd.DataFrame) -> list[str]:
@@ -232,9 +239,16 @@ def strategy_of(case: str) -> str:
 
 
 def gated_ratio(baseline: pd.DataFrame, case: str) -> str:
-    """The ratio field that gates `case`'s speed most tightly: the amortised one where the baseline holds it."""
+    """The ratio field that gates `case`'s speed most tightly: the one with the least stored noise (the amortised
+    gather ratio, or a compute-bound strategy's compute ratio), the later of the fields where none has noise."""
     row = baseline[baseline["case"] == case].iloc[0]
-    return next((field for field in reversed(RATIO_FIELDS) if pd.notna(row.get(field))), RATIO_FIELDS[0])
+    present = [field for field in RATIO_FIELDS if pd.notna(row.get(field))] or [RATIO_FIELDS[0]]
+
+    def noise(field: str) -> float:
+        value = row.get(f"{field}{NOISE_SUFFIX}")
+        return float(value) if value is not None and np.isfinite(value) else np.inf
+
+    return min(reversed(present), key=noise)
 
 
 def draw(cases: Sequence[str], count: int, seed: int) -> list[str]:
@@ -311,7 +325,7 @@ def slowdown_trial(
 def calibrate(
     document: dict[str, Any], source: str, baseline: pd.DataFrame, rules: gate.GateRules,
     others: Sequence[tuple[dict[str, Any], str]] = (), cases: int = TRIAL_CASES, seed: int = SEED,
-    where: str | None = None, again: tuple[Document, str] | None = None, sitting: bool = False,
+    where: str | None = None, re_runs: Sequence[tuple[Document, str]] = (), sitting: bool = False,
 ) -> tuple[list[TrialRow], pd.DataFrame]:
     """Every trial: (the table's rows, the planted lookup cases with their limit and per-X verdicts).
 
@@ -324,10 +338,10 @@ def calibrate(
         cases: how many cases each planted change is tried on.
         seed: seeds the draw of those cases.
         where: how the rows name the run the changes are planted in (default: from `others`).
-        again: another run of the same code that confirms each speed regression (`Judge`), the same
-            change planted in it; with `sitting`, the baseline code's run of the same sitting.
+        re_runs: other runs of the same code that each confirm every speed regression (`Judge`), the
+            same change planted in them; with `sitting`, the baseline code's runs of the same sitting.
     """
-    judge = Judge(baseline, rules, again, sitting)
+    judge = Judge(baseline, rules, re_runs, sitting)
     rows = identical_trials(document, source, judge, others)
     timed = timed_lookup_cases(baseline)
     lookups = draw(timed, cases, seed)
@@ -373,43 +387,55 @@ def calibrate(
 
 def leave_one_out(
     runs: Sequence[tuple[dict[str, Any], str]], rules: gate.GateRules, cases: int = TRIAL_CASES, seed: int = SEED,
-    confirmed: bool = False, sitting: bool = False, sittings: Sequence[int] | None = None,
+    confirms: int = 0, sitting: bool = False, sittings: Sequence[int] | None = None, held_out: int | None = None,
 ) -> tuple[list[TrialRow], pd.DataFrame]:
     """`calibrate` once per run, against the baseline of the other runs; the rows summed over the runs.
 
     Every comparison is then of runs the baseline did not see: the identical-code
     row counts each run flagged against the others' baseline, and each planted
     change goes into the left-out run. The planted cases table gains a `run` column.
-    With `confirmed`, the next run (the first after the last) is left out too and
-    stands in for `--confirm 1`'s re-run (`Judge`), the change planted in it as well;
-    with `sitting` too, for the baseline code's re-run of `--same-sitting`. `sittings`
-    (sizes, in the runs' order: `(5, 2)` for five runs of one sitting, then two of
-    another) keeps that re-run within the left-out run's sitting: the next of its
-    sitting, the first after the last.
+    With `confirms` (N of `--confirm N`), the next N runs (the first after the
+    last) are left out too and stand in for the gate's re-runs (`Judge`), the change
+    planted in them as well; with `sitting` too, for the baseline code's re-runs of
+    `--same-sitting`. `sittings` (sizes, in the runs' order: `(5, 2)` for five runs
+    of one sitting, then two of another) keeps those re-runs within the left-out
+    run's sitting: the next of its sitting, the first after the last. `held_out`
+    leaves out only the last `held_out` runs in turn (the others stay in every
+    baseline): runs the limits were not chosen on.
     """
-    least = 4 if confirmed else 3
+    least = confirms + 3
     if len(runs) < least:
-        raise ResultError(f"--leave-one-out{' --confirm' if confirmed else ''} needs at least {least} runs "
-                          f"(RESULT and {least - 1} --against), got {len(runs)}: the baseline must hold two runs "
-                          "to know their noise.")
+        raise ResultError(f"--leave-one-out{f' --confirm {confirms}' if confirms else ''} needs at least {least} "
+                          f"runs (RESULT and {least - 1} --against), got {len(runs)}: the baseline must hold two "
+                          "runs to know their noise.")
+    if held_out is not None and not 1 <= held_out <= len(runs):
+        raise ResultError(f"--hold-out {held_out}: between 1 and the {len(runs)} runs.")
+    left_out = range(len(runs) - (held_out or len(runs)), len(runs))
     sittings = list(sittings or [len(runs)])
-    if sum(sittings) != len(runs) or min(sittings) < 2:
-        raise ResultError(f"--sittings {','.join(map(str, sittings))}: sizes of at least 2 runs each, adding up to "
-                          f"the {len(runs)} runs (RESULT and the --against runs, in order).")
+    least_sitting = max(2, confirms + 1)
+    wrong = ResultError(f"--sittings {','.join(map(str, sittings))}: sizes adding up to the {len(runs)} runs (RESULT "
+                        f"and the --against runs, in order), of at least {least_sitting} runs each where a run is "
+                        f"left out (it and its {confirms} re-runs).")
+    if sum(sittings) != len(runs):
+        raise wrong
     starts = np.cumsum([0, *sittings[:-1]])
     sitting_of = {index: (start, size) for start, size in zip(starts, sittings) for index in range(start, start + size)}
+    if min(sitting_of[index][1] for index in left_out) < least_sitting:
+        raise wrong
     totals: dict[tuple[str, str], TrialRow] = {}
     tables = []
-    for index, (document, source) in enumerate(runs):
+    for index in left_out:
+        document, source = runs[index]
         start, size = sitting_of[index]
-        again = int(start + (index - start + 1) % size) if confirmed else None
-        baseline = baseline_of_runs([run for other, run in enumerate(runs) if other not in (index, again)])
+        again = [int(start + (index - start + step) % size) for step in range(1, confirms + 1)]
+        baseline = baseline_of_runs([run for other, run in enumerate(runs) if other not in (index, *again)])
         rows, per_case = calibrate(document, source, baseline, rules, cases=cases, seed=seed, where=LEFT_OUT,
-                                   again=runs[again] if confirmed else None, sitting=sitting)
+                                   re_runs=[runs[other] for other in again], sitting=sitting)
         for row in rows:
             if row.trial == "identical code":
-                confirmed_by = (", confirmed beside the next (same sitting)" if sitting
-                                else ", confirmed by the next" if confirmed else "")
+                beside = "the next" if confirms == 1 else f"each of the next {confirms}"
+                confirmed_by = (f", confirmed beside {beside} (same sitting)" if sitting and confirms
+                                else f", confirmed by {beside}" if confirms else "")
                 row = dataclasses.replace(row, planted="each run against the baseline of the other runs"
                                           + confirmed_by)
             key = (row.trial, row.planted)
@@ -542,15 +568,19 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"the file whose {gate.GATE_TABLE} table holds the limits (default pyproject.toml)")
     parser.add_argument("--leave-one-out", action="store_true",
                         help="gate each run (RESULT and the --against runs) against the baseline of the others")
-    parser.add_argument("--confirm", action="store_true",
-                        help="with --leave-one-out: as the gate's --confirm 1, a speed regression stands only when "
-                             "the next run, with the same change, repeats it (that run left out of the baseline too)")
+    parser.add_argument("--confirm", metavar="N", type=int, nargs="?", const=1, default=0,
+                        help="with --leave-one-out: as the gate's --confirm N (default 1), a speed regression stands "
+                             "only when each of the next N runs, with the same change, repeats it (those runs left "
+                             "out of the baseline too)")
     parser.add_argument("--same-sitting", action="store_true",
                         help="with --confirm: the next run is the baseline code's re-run of the same sitting, as "
                              "the gate's --same-sitting times it; the changed run is gated again against its ratios")
     parser.add_argument("--sittings", metavar="N,N,...",
                         help="with --same-sitting: the runs, in order, as sittings of these sizes; the re-run is the "
                              "next run of the left-out run's sitting (default: all one sitting)")
+    parser.add_argument("--hold-out", metavar="K", type=int,
+                        help="with --leave-one-out: leave out only the last K runs in turn (runs the limits were not "
+                             "chosen on); the others stay in every baseline")
     parser.add_argument("--cases", type=int, default=TRIAL_CASES, help="cases per planted change (default 10)")
     parser.add_argument("--seed", type=int, default=SEED, help="seeds the draw of the planted cases (default 0)")
     parser.add_argument("--out", metavar="FILE.md", help="also write the tables to this markdown file")
@@ -564,6 +594,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.cases < 1:
             raise ResultError(f"--cases must be >= 1, got {args.cases}.")
+        if args.confirm < 0:
+            raise ResultError(f"--confirm takes a count of re-runs >= 1, got {args.confirm}.")
+        if args.hold_out is not None and not args.leave_one_out:
+            raise ResultError("--hold-out says which runs --leave-one-out leaves out; add --leave-one-out.")
         if gate.read_gate_table(args.gate_config) is None:
             raise ResultError(f"--gate-config {args.gate_config}: no such file or no {gate.GATE_TABLE} table.")
         rules = gate.rules_from_pyproject(args.gate_config)
@@ -587,7 +621,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             runs = [(document, args.result), *others]
             baseline = baseline_of_runs(runs)  # for the header's count only
             rows, per_case = leave_one_out(runs, rules, args.cases, args.seed, args.confirm, args.same_sitting,
-                                           sittings)
+                                           sittings, args.hold_out)
             swept = None
         else:
             baseline = gate.load_baseline(args.baseline) if args.baseline else baseline_of(document, args.result)
@@ -600,16 +634,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     with_noise_count = sum(int(baseline[f"{field}{NOISE_SUFFIX}"].notna().sum()) for field in ratios
                            if f"{field}{NOISE_SUFFIX}" in baseline)
     if args.leave_one_out:
-        names = ", ".join(f"`{Path(path).name}`" for path in [args.result, *args.against])
-        inputs = f"Runs: {names}, each gated against the baseline of the others (leave one out)"
+        paths = [args.result, *args.against]
+        names = ", ".join(f"`{Path(path).name}`" for path in paths)
+        each = "each"
+        if args.hold_out:
+            each = f"the last {args.hold_out} ({', '.join(Path(path).name for path in paths[-args.hold_out:])}) each"
+        inputs = f"Runs: {names}; {each} gated against the baseline of the others (leave one out)"
+        next_runs = "the next one" if args.confirm == 1 else f"the next {args.confirm}"
         if args.confirm:
-            inputs = (f"Runs: {names}, each gated against the baseline of the others but the next one, which "
-                      "confirms its speed regressions as `--confirm 1` would (leave two out)")
+            inputs = (f"Runs: {names}; {each} gated against the baseline of the others but {next_runs}, which "
+                      f"confirm its speed regressions as `--confirm {args.confirm}` would "
+                      f"(leave {args.confirm + 1} out)")
         if args.same_sitting:
-            inputs = (f"Runs: {names}, each gated against the baseline of the others but the next one of its "
+            inputs = (f"Runs: {names}; {each} gated against the baseline of the others but {next_runs} of its "
                       f"sitting{f' (sittings of {args.sittings} runs, in order)' if args.sittings else ''}; a speed "
-                      "regression stands when the run, gated again against that one's ratios (the baseline's code "
-                      "in the same sitting), repeats it, as `--confirm 1 --same-sitting` would (leave two out)")
+                      f"regression stands when the run, gated again against the ratios of each of them (the "
+                      f"baseline's code in the same sitting), repeats it, as `--confirm {args.confirm} "
+                      f"--same-sitting` would (leave {args.confirm + 1} out)")
     else:
         inputs = f"Result: `{args.result}`; baseline: `{args.baseline or 'written from the result'}`"
     header = [

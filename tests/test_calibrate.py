@@ -168,10 +168,10 @@ def test_a_judge_with_a_re_run_drops_the_speed_regressions_it_does_not_repeat(do
 
     re_run = (document, "b.json")
     # A slowdown planted in the run and its re-run alike (a change to the code) stands.
-    planted = calibrate.Judge(baseline, RULES, re_run)(document, "a.json", slower_and_more_params)
+    planted = calibrate.Judge(baseline, RULES, [re_run])(document, "a.json", slower_and_more_params)
     assert {LOOKUP, memory} <= set(planted["case"])
     # A drift of the run alone is excused; the parameter is never re-run, so it stands.
-    drift = calibrate.Judge(baseline, RULES, re_run)(slowed(document, LOOKUP, 0.5), "a.json", more_params)
+    drift = calibrate.Judge(baseline, RULES, [re_run])(slowed(document, LOOKUP, 0.5), "a.json", more_params)
     assert list(drift["case"]) == [memory]
     assert LOOKUP in set(calibrate.Judge(baseline, RULES)(slowed(document, LOOKUP, 0.5), "a.json")["case"])
 
@@ -180,7 +180,7 @@ def test_leave_one_out_confirmed_excuses_a_drift_the_next_run_does_not_repeat(do
     drifted = slowed(document, LOOKUP, 0.5)
     runs = [(document, "a.json"), (copy.deepcopy(document), "b.json"), (drifted, "c.json"),
             (copy.deepcopy(document), "d.json")]
-    rows, _ = calibrate.leave_one_out(runs, RULES, cases=3, confirmed=True)
+    rows, _ = calibrate.leave_one_out(runs, RULES, cases=3, confirms=1)
     identical = next(row for row in rows if row.trial == "identical code")
     assert identical.planted.endswith(", confirmed by the next")
     assert (identical.comparisons, identical.flagged) == (4, 0)
@@ -190,7 +190,7 @@ def test_leave_one_out_confirmed_excuses_a_drift_the_next_run_does_not_repeat(do
     memory = next(row for row in rows if row.trial == "more memory")
     assert memory.flagged == memory.comparisons
     with pytest.raises(ResultError, match="needs at least 4 runs"):
-        calibrate.leave_one_out(runs[:3], RULES, confirmed=True)
+        calibrate.leave_one_out(runs[:3], RULES, confirms=1)
 
 
 def test_a_same_sitting_judge_gates_the_run_again_against_the_baseline_codes_ratios(document):
@@ -199,9 +199,9 @@ def test_a_same_sitting_judge_gates_the_run_again_against_the_baseline_codes_rat
     # Against the stored baseline the drift is a regression; beside the baseline code's run of the
     # same sitting, which drifted alike, it is excused.
     assert LOOKUP in set(calibrate.Judge(baseline, RULES)(drifted, "a.json")["case"])
-    assert calibrate.Judge(baseline, RULES, (drifted, "b.json"), sitting=True)(drifted, "a.json").empty
+    assert calibrate.Judge(baseline, RULES, [(drifted, "b.json")], sitting=True)(drifted, "a.json").empty
     # A change to the code slows this run and not the baseline code's: it stands.
-    found = calibrate.Judge(baseline, RULES, (document, "b.json"), sitting=True)(drifted, "a.json")
+    found = calibrate.Judge(baseline, RULES, [(document, "b.json")], sitting=True)(drifted, "a.json")
     assert LOOKUP in set(found["case"])
 
 
@@ -217,19 +217,46 @@ def test_the_same_sitting_re_run_stays_within_the_left_out_runs_sitting(document
     drifted = slowed(document, LOOKUP, 0.5)  # the machine's day of the second sitting
     runs = [(document, "a.json"), (copy.deepcopy(document), "b.json"), (copy.deepcopy(document), "c.json"),
             (drifted, "d.json"), (copy.deepcopy(drifted), "e.json")]
-    rows, _ = calibrate.leave_one_out(runs, RULES, cases=3, confirmed=True, sitting=True, sittings=(3, 2))
+    rows, _ = calibrate.leave_one_out(runs, RULES, cases=3, confirms=1, sitting=True, sittings=(3, 2))
     identical = next(row for row in rows if row.trial == "identical code")
     assert identical.planted.endswith("confirmed beside the next (same sitting)")
     assert (identical.comparisons, identical.flagged) == (5, 0)
     partners = []
     real = calibrate.calibrate
-    monkeypatch.setattr(calibrate, "calibrate", lambda document, source, *args, again=None, **kwargs: (
-        partners.append((source, again[1])), real(document, source, *args, again=again, **kwargs))[1])
-    calibrate.leave_one_out(runs, RULES, cases=1, confirmed=True, sitting=True, sittings=(3, 2))
+    monkeypatch.setattr(calibrate, "calibrate", lambda document, source, *args, re_runs=(), **kwargs: (
+        partners.append((source, *(name for _, name in re_runs))),
+        real(document, source, *args, re_runs=re_runs, **kwargs))[1])
+    calibrate.leave_one_out(runs, RULES, cases=1, confirms=1, sitting=True, sittings=(3, 2))
     assert partners == [("a.json", "b.json"), ("b.json", "c.json"), ("c.json", "a.json"), ("d.json", "e.json"),
                         ("e.json", "d.json")]
-    with pytest.raises(ResultError, match="sizes of at least 2 runs each"):
-        calibrate.leave_one_out(runs, RULES, confirmed=True, sitting=True, sittings=(4, 2))
+    with pytest.raises(ResultError, match="of at least 2 runs each where"):
+        calibrate.leave_one_out(runs, RULES, confirms=1, sitting=True, sittings=(4, 2))
+    # --confirm 2: the next two of the run's sitting; --hold-out 3: only the last three runs are left out.
+    partners.clear()
+    calibrate.leave_one_out(runs + [(copy.deepcopy(drifted), "f.json")], RULES, cases=1, confirms=2, sitting=True,
+                            sittings=(3, 3), held_out=3)
+    assert partners == [("d.json", "e.json", "f.json"), ("e.json", "f.json", "d.json"), ("f.json", "d.json", "e.json")]
+    with pytest.raises(ResultError, match="of at least 3 runs each where"):
+        calibrate.leave_one_out(runs, RULES, confirms=2, sitting=True, sittings=(3, 2))
+
+
+def test_confirm_2_excuses_what_either_re_run_does_not_repeat(document):
+    baseline = calibrate.baseline_of(document, "a.json")
+    drifted = slowed(document, LOOKUP, 0.5)
+    # Beside two runs of the baseline code: a drift both re-runs share is excused; a change that
+    # only one of them would excuse is excused too, since each re-run must flag it again.
+    assert calibrate.Judge(baseline, RULES, [(drifted, "b.json"), (drifted, "c.json")], sitting=True)(
+        drifted, "a.json").empty
+    assert calibrate.Judge(baseline, RULES, [(document, "b.json"), (drifted, "c.json")], sitting=True)(
+        drifted, "a.json").empty
+    found = calibrate.Judge(baseline, RULES, [(document, "b.json"), (document, "c.json")], sitting=True)(
+        drifted, "a.json")
+    assert LOOKUP in set(found["case"])
+
+
+def test_main_hold_out_needs_leave_one_out(capsys):
+    assert main([str(FIXTURE), "--against", str(FIXTURE), "--hold-out", "1"]) == 2
+    assert "--hold-out says which runs --leave-one-out leaves out" in capsys.readouterr().err
 
 
 def test_main_confirm_needs_leave_one_out(capsys):
