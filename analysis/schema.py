@@ -338,6 +338,12 @@ FIELDS: tuple[Field, ...] = (
     Field("amortised_gather_ratio_rounds", "list[float]", "each amortised round's case call / the bare gather's "
           "call in the same round (`amortised_gather_ratio`'s rounds, its noise)", unit="x", suites=_AMORTISED,
           nullable=True),
+    Field("amortised_compute_ratio", "float", "for a compute-bound strategy (`compute_bound`: dhe, tt), its time "
+          "per batch / a dense MLP's (`bench.harness.COMPUTE_WIDTHS`) on the same ids, timed in the same amortised "
+          "rounds: the median of the rounds' ratios; null for other strategies", unit="x",
+          label="amortised compute_ratio", suites=_AMORTISED, gate="ratio", nullable=True),
+    Field("amortised_compute_ratio_rounds", "list[float]", "each amortised round's case time per batch / the "
+          "MLP's (`amortised_compute_ratio`'s rounds, its noise)", unit="x", suites=_AMORTISED, nullable=True),
     Field("amortised_ns_per_id", "float", "the amortised call's median / its ids (`amortised_batches` x batch)",
           unit="ns", label="amortised ns/id", suites=_AMORTISED, nullable=True),
     Field("amortised_batches", "int", "batches per call of the amortised timing (`bench.harness.AMORTISED_BATCHES`)",

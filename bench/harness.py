@@ -43,6 +43,13 @@ NUMPY_COPY_MAX_BYTES = 512 << 20
 # Its ratio is the median of the rounds' ratios; with one TensorFlow thread (`--tf-threads`), eleven
 # rounds put the case's 95% interval within a few percent (bench/README.md, "Timing that gates").
 AMORTISED_ROUNDS = 11
+# The compute reference of a compute-bound strategy (`compute_bound`): a dense MLP of DHE's default widths
+# (64 -> 256 -> 128 -> dim, relu) on each id, looped over the first COMPUTE_BATCHES batches of a round.
+# Measured here (2026-12-02, eight processes, 4096 x 64, 11 rounds): its ratio spread 2.7% for dhe at
+# V = 1e3 where the ratio to the bare gather spread 15.4%, and 9.8% for tt at 1e5 against 13%; 8 of
+# 32 batches cost ~25 ms a round (the per-call floor ~1% of it).
+COMPUTE_WIDTHS = (64, 256, 128)
+COMPUTE_BATCHES = 8
 
 
 # TensorFlow threads of a benchmark run (`--tf-threads`; 0: TensorFlow's own choice, one per core).
@@ -281,7 +288,7 @@ class Harness:
         )
 
     def time_amortised(self, step: Callable, source: DatasetIds, dim: int, batch_size: int,
-                       batches: int = AMORTISED_BATCHES) -> dict:
+                       batches: int = AMORTISED_BATCHES, compute_bound: bool = False) -> dict:
         """Times `step` and the bare gather `batches` batches per call (`steps.amortised`), alternately.
 
         Each round stacks `batches` fresh batches (untimed), then times one
@@ -291,7 +298,11 @@ class Harness:
         the record's `amortised_*` fields: `amortised_gather_ratio` (median
         over median), `amortised_ns_per_id` (the median call over its ids),
         `amortised_batches`, and `amortised_floor_share` (the per-call floor,
-        timed right after, over the gather loop's median call).
+        timed right after, over the gather loop's median call). With
+        `compute_bound`, each round also times the compute reference (a dense
+        MLP, `COMPUTE_WIDTHS`) over its first `COMPUTE_BATCHES` batches, the
+        three in turn: `amortised_compute_ratio`, the median over the rounds
+        of the case's time per batch over the MLP's.
 
         Args:
             step: ids -> output; best the case's `tf.function` already traced
@@ -301,6 +312,7 @@ class Harness:
             source, dim: the case's ids and dim, which pick the bare gather's table.
             batch_size: ids per batch.
             batches: batches per call.
+            compute_bound: also time the compute reference (the strategy's `compute_bound`).
 
         Example:
             >>> lookup = steps.compiled_lookup(layer)
@@ -314,32 +326,43 @@ class Harness:
             reference.gather_loops[batches] = steps.amortised(reference.gather, batches)
         gather_loop = reference.gather_loops[batches]
         loop = steps.amortised(step, batches)
+        compute_loop = reference.compute_loop() if compute_bound else None
         # Seeds apart from the benchmark's rounds (`batches` counts from 1): fresh ids, still reproducible.
         seeds = iter(range(1 << 40, 1 << 41))
         gathers: list[float] = []
         timed: list[float] = []
+        computes: list[float] = []
         for round_index in range(AMORTISED_ROUNDS + 1):
             stacked = tf.constant(np.stack([source.sample(batch_size, next(seeds)) for _ in range(batches)]))
-            pair = ((gather_loop, fold(stacked, reference.rows, source.vocab_size), gathers), (loop, stacked, timed))
-            if round_index == 0:  # traces and warms up both loops on one batch; untimed
-                for function, ids, _ in pair:
+            turns = [(gather_loop, fold(stacked, reference.rows, source.vocab_size), batches, gathers),
+                     (loop, stacked, batches, timed)]
+            if compute_loop is not None:
+                turns.append((compute_loop, stacked, COMPUTE_BATCHES, computes))
+            if round_index == 0:  # traces and warms up the loops on one batch; untimed
+                for function, ids, _, _ in turns:
                     function(ids, 1)
                 continue
-            # Which of the two runs first alternates, so neither always finds the other's data in the caches.
-            for function, ids, samples in pair[::-1] if round_index % 2 else pair:
+            # Which runs first turns round, so none always finds another's data in the caches.
+            shift = round_index % len(turns)
+            for function, ids, count, samples in turns[shift:] + turns[:shift]:
                 start = time.perf_counter()
-                function(ids)
+                function(ids, count)
                 samples.append(time.perf_counter() - start)
         gather, median = float(np.median(gathers)), float(np.median(timed))
         floor = measure_call_floor(reference.identity, stacked)
         # Each round's ratio pairs two calls a few milliseconds apart, so a slower minute of the
         # machine moves both; the median of those ratios is what the gate compares.
         ratios = [case / bare for case, bare in zip(timed, gathers)]
-        return {"amortised_gather_ratio": float(np.median(ratios)),
-                "amortised_gather_ratio_rounds": ratios,
-                "amortised_ns_per_id": median * 1e9 / (batches * batch_size),
-                "amortised_batches": batches,
-                "amortised_floor_share": floor / gather}
+        record = {"amortised_gather_ratio": float(np.median(ratios)),
+                  "amortised_gather_ratio_rounds": ratios,
+                  "amortised_ns_per_id": median * 1e9 / (batches * batch_size),
+                  "amortised_batches": batches,
+                  "amortised_floor_share": floor / gather}
+        if compute_loop is not None:
+            per_batch = [(case / batches) / (mlp / COMPUTE_BATCHES) for case, mlp in zip(timed, computes)]
+            record.update(amortised_compute_ratio=float(np.median(per_batch)),
+                          amortised_compute_ratio_rounds=per_batch)
+        return record
 
     def _reference_for(self, source: DatasetIds, dim: int) -> Reference:
         """The bare-gather `Reference` for `source`; one table is kept, for consecutive cases."""
@@ -420,6 +443,30 @@ class Reference:
         self.numpy_table = table.numpy() if small else None
         self.identity = tf.function(lambda ids: ids)
         self.gather_loops: dict[int, Callable] = {}
+        self._compute_loop: Callable | None = None
+
+    def compute_loop(self) -> Callable:
+        """`steps.amortised` over the compute reference: a dense MLP (`COMPUTE_WIDTHS`, then the dim) on each id.
+
+        Its weights are fixed and small, so the relus stay live; built on first use, kept with the table.
+        """
+        if self._compute_loop is None:
+            import tensorflow as tf
+
+            widths = (*COMPUTE_WIDTHS, self.key[3])
+            generator = np.random.default_rng(0)
+            kernels = [tf.constant(generator.standard_normal(shape).astype("float32") * 0.05)
+                       for shape in zip(widths[:-1], widths[1:])]
+            spread = tf.ones([1, widths[0]]) * 1e-3
+
+            def mlp(ids):
+                x = tf.cast(tf.reshape(ids % 4093, [-1, 1]), tf.float32) * spread
+                for kernel in kernels:
+                    x = tf.nn.relu(x @ kernel)
+                return x
+
+            self._compute_loop = steps.amortised(tf.function(mlp, autograph=False), AMORTISED_BATCHES)
+        return self._compute_loop
 
 
 # A case that held at least this many bytes of tables is collected right after it.

@@ -11,7 +11,9 @@ rounds, on that round's ids (`Harness.time_paired`), and from the same rounds
 `ns_per_id`, `call_floor_ns` (a `tf.function` returning its input) and
 `gather_ratio_rounds`. Then `Harness.time_amortised` times the layer and the
 gather `harness.AMORTISED_BATCHES` batches per call, so TensorFlow's per-call
-cost is a few percent of a call: `amortised_gather_ratio`, `amortised_ns_per_id`.
+cost is a few percent of a call: `amortised_gather_ratio`, `amortised_ns_per_id`;
+for a compute-bound strategy (dhe, tt) also `amortised_compute_ratio`, against a
+dense MLP timed in the same rounds, which a busy host slows as it slows them.
 """
 
 from __future__ import annotations
@@ -44,4 +46,4 @@ def test_lookup(benchmark, case: grid.Case, harness, record: dict) -> None:
     lookup = steps.compiled_lookup(layer)
     pairing = harness.time_paired(benchmark, lookup, harness.batches(source, case.batch_size), source, case.dim)
     record.update(pairing.as_record())
-    record.update(harness.time_amortised(lookup, source, case.dim, case.batch_size))
+    record.update(harness.time_amortised(lookup, source, case.dim, case.batch_size, compute_bound=layer.compute_bound))

@@ -52,7 +52,7 @@ def timed_run(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("timing")
     out = tmp_path / "out.json"
     completed = run_bench(
-        tmp_path, "--benchmark-only", "--strategies", "full,qr", "--vocab-sizes", "1000",
+        tmp_path, "--benchmark-only", "--strategies", "full,qr,tt", "--vocab-sizes", "1000",
         "--datasets", "synthetic-zipf", "--optimizers", "adam", "-k", "lookup or train_step",
         "--benchmark-json", str(out),
     )
@@ -81,6 +81,12 @@ def test_lookup_cases_record_an_amortised_timing(timed_run):
         assert info["amortised_batches"] == harness.AMORTISED_BATCHES
         assert info["amortised_gather_ratio"] > 0 and info["amortised_ns_per_id"] > 0
         assert info["amortised_floor_share"] > 0
+        # Only a compute-bound strategy is timed against the MLP too.
+        assert info["amortised_compute_ratio"] is None and info["amortised_compute_ratio_rounds"] is None
+    tt = timed_run["lookup/tt/synthetic-zipf/1000/64"]["extra_info"]
+    rounds = tt["amortised_compute_ratio_rounds"]
+    assert len(rounds) == harness.AMORTISED_ROUNDS and tt["amortised_compute_ratio"] == pytest.approx(np.median(rounds))
+    assert len(tt["amortised_gather_ratio_rounds"]) == harness.AMORTISED_ROUNDS
     train = timed_run["train_step/full/synthetic-zipf/1000/64"]["extra_info"]
     assert all(train[name] is None for name in AMORTISED_FIELDS)
     gather = timed_run["gather/gather/synthetic-zipf/1000/64"]["extra_info"]

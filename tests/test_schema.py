@@ -313,13 +313,15 @@ def test_rules_come_from_the_gate_table_and_each_fields_treatment():
         ("peak_rss_bytes_train", "peak_rss"),
         ("gather_ratio", "gather_ratio_rel"),
         ("amortised_gather_ratio", "gather_ratio_rel"),
+        ("amortised_compute_ratio", "gather_ratio_rel"),
         ("val_mse", "val_mse_abs"),
         ("val_logloss", "val_mse_abs"),
     ]
     # Then one group rule per ratio field.
     groups = everything[len(built):]
     assert [(r.field, r.name, type(r).__name__) for r in groups] == [
-        ("gather_ratio", "group_floor_rel", "GroupRule"), ("amortised_gather_ratio", "group_floor_rel", "GroupRule")]
+        ("gather_ratio", "group_floor_rel", "GroupRule"), ("amortised_gather_ratio", "group_floor_rel", "GroupRule"),
+        ("amortised_compute_ratio", "group_floor_rel", "GroupRule")]
     assert built["params"].limit == "> +2 params" and built["index_bytes"].limit == "> +8 bytes"
     assert built["peak_rss_bytes_train"].limit == "> +20% and > +64 MiB"
     assert built["peak_alloc_bytes_train"].limit == "> +20% and > +16 MiB"

@@ -93,6 +93,10 @@ class EmbeddingStrategy(TableStorage, keras.layers.Layer):
     # Whether the parts a strategy hands to `fused` run as XLA clusters at
     # inference (see `fused`); an instance may set it to False.
     fuse_lookup: ClassVar[bool] = True
+    # Whether a lookup is mostly arithmetic (an MLP, a chain of small matmuls)
+    # rather than memory traffic; the lookup suite then also times it against a
+    # dense MLP (`amortised_compute_ratio`), which a busy host slows alike.
+    compute_bound: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -92,6 +92,7 @@ class DHEEmbedding(HashingStrategy):
     strategy_name = "dhe"
     summary = "Deep Hash Embedding: k seeded hashes -> dense code -> MLP to dim; no table."
     config_class = DHEConfig
+    compute_bound = True
 
     def hash_count(self) -> int:
         return self.num_hashes

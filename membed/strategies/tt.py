@@ -171,6 +171,7 @@ class TTEmbedding(EmbeddingStrategy):
     strategy_name = "tt"
     summary = "Tensor-train (TT-Rec): table factored into 3 cores of TT-rank r; never allocates V-sized state."
     config_class = TTConfig
+    compute_bound = True
 
     def __init__(self, vocab_size, dim, **kwargs):
         super().__init__(vocab_size, dim, **kwargs)
