@@ -224,7 +224,7 @@ PROFILES: dict[str, Profile] = {
         name="quick",
         # 1e6 left to the full profile: its cases (a 256 MB table built, timed against a 256 MB
         # bare gather, trained with Adam) took 6-10 s each, a minute of CI's five; a table copy or
-        # a dense update is caught at 1e5 too (25 MB, over the gate's 4% and 7 MiB).
+        # a dense update is caught at 1e5 too (25 MB, over the gate's 4% and 6 MiB).
         vocab_sizes=(10**3, 10**5),
         sublinear_vocab_sizes=(),
         dims=(64,),

@@ -108,9 +108,9 @@ def test_gate_verdict_is_the_same_from_any_working_directory(tmp_path, capsys, m
     raw = json.loads(FIXTURE.read_text())
     for bench in raw["benchmarks"]:
         if bench["extra_info"]["case"] == LOOKUP:
-            # Fails the code's limit (max(10%, 3 x noise 4.1%)), passes the repo's 30% floor (and qr's three
-            # cases move 7.7% together, under the repo's 10% group floor).
-            bench["extra_info"]["gather_ratio"] *= 1.25
+            # Fails the code's limit (max(10%, 3 x noise 4.1%)), passes the repo's lookup floor of 15% (and
+            # qr's three cases move 4.5% together, under the repo's 10% group floor).
+            bench["extra_info"]["gather_ratio"] *= 1.14
     slower = tmp_path / "slower.json"
     slower.write_text(json.dumps(raw))
 
