@@ -427,10 +427,10 @@ def leave_one_out(
     for index in left_out:
         document, source = runs[index]
         start, size = sitting_of[index]
-        again = [int(start + (index - start + step) % size) for step in range(1, confirms + 1)]
-        baseline = baseline_of_runs([run for other, run in enumerate(runs) if other not in (index, *again)])
+        partners = [int(start + (index - start + step) % size) for step in range(1, confirms + 1)]
+        baseline = baseline_of_runs([run for other, run in enumerate(runs) if other not in (index, *partners)])
         rows, per_case = calibrate(document, source, baseline, rules, cases=cases, seed=seed, where=LEFT_OUT,
-                                   re_runs=[runs[other] for other in again], sitting=sitting)
+                                   re_runs=[runs[other] for other in partners], sitting=sitting)
         for row in rows:
             if row.trial == "identical code":
                 beside = "the next" if confirms == 1 else f"each of the next {confirms}"
@@ -573,11 +573,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "only when each of the next N runs, with the same change, repeats it (those runs left "
                              "out of the baseline too)")
     parser.add_argument("--same-sitting", action="store_true",
-                        help="with --confirm: the next run is the baseline code's re-run of the same sitting, as "
-                             "the gate's --same-sitting times it; the changed run is gated again against its ratios")
+                        help="with --confirm: the next runs are the baseline code's re-runs of the same sitting, as "
+                             "the gate's --same-sitting times it; the changed run is gated again against their ratios")
     parser.add_argument("--sittings", metavar="N,N,...",
-                        help="with --same-sitting: the runs, in order, as sittings of these sizes; the re-run is the "
-                             "next run of the left-out run's sitting (default: all one sitting)")
+                        help="with --same-sitting: the runs, in order, as sittings of these sizes; the re-runs are the "
+                             "next runs of the left-out run's sitting (default: all one sitting)")
     parser.add_argument("--hold-out", metavar="K", type=int,
                         help="with --leave-one-out: leave out only the last K runs in turn (runs the limits were not "
                              "chosen on); the others stay in every baseline")
@@ -595,7 +595,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.cases < 1:
             raise ResultError(f"--cases must be >= 1, got {args.cases}.")
         if args.confirm < 0:
-            raise ResultError(f"--confirm takes a count of re-runs >= 1, got {args.confirm}.")
+            raise ResultError(f"--confirm takes a count of re-runs >= 1 (0: none), got {args.confirm}.")
         if args.hold_out is not None and not args.leave_one_out:
             raise ResultError("--hold-out says which runs --leave-one-out leaves out; add --leave-one-out.")
         if gate.read_gate_table(args.gate_config) is None:
