@@ -31,7 +31,7 @@ allowed change is a regression, the mirror image an improvement.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -402,16 +402,18 @@ def apply_limits(deltas: pd.DataFrame, limits: GateRules) -> pd.DataFrame:
     if not limits.suites:
         return apply_rules(deltas, rules_for(limits))
     suites = deltas["case"].map(suite_of)
-    parts = [apply_rules(deltas[suites == suite], rules_for(limits.for_suite(suite))) for suite in suites.unique()]
-    parts = [part for part in parts if len(part)]
-    if not parts:
-        return pd.DataFrame(columns=[*FINDING_COLUMNS, "kind"])
-    return pd.concat(parts, ignore_index=True).sort_values(["case"], kind="stable").reset_index(drop=True)
+    return by_case(apply_rules(deltas[suites == suite], rules_for(limits.for_suite(suite)))
+                   for suite in suites.unique())
 
 
 def apply_rules(deltas: pd.DataFrame, rules: Sequence[Rule]) -> pd.DataFrame:
     """Every rule's findings on `deltas`, by case (stable: within a case, in the rules' order), with `kind`."""
-    parts = [part for part in (rule.findings(deltas) for rule in rules) if len(part)]
+    return by_case(rule.findings(deltas) for rule in rules)
+
+
+def by_case(parts: Iterable[pd.DataFrame]) -> pd.DataFrame:
+    """The findings of `parts` in one frame, by case (stable: within a case, in the parts' order)."""
+    parts = [part for part in parts if len(part)]
     if not parts:
         return pd.DataFrame(columns=[*FINDING_COLUMNS, "kind"])
     return pd.concat(parts, ignore_index=True).sort_values(["case"], kind="stable").reset_index(drop=True)
