@@ -58,3 +58,30 @@ def test_captured_lines_are_dropped_when_all_went_well(capfd):
     with native_stderr_captured():
         os.write(2, b"native line\n")
     assert "native line" not in capfd.readouterr().err
+
+
+def test_tensorflow_is_imported_without_jax_which_imports_as_before_afterwards():
+    pytest.importorskip("jax")
+    code = ("import sys; from membed.quiet import import_tensorflow; import_tensorflow(); "
+            "print('jax' in sys.modules); import jax; print(jax.numpy.add(1, 2))")
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["False", "3"]
+
+
+def test_jax_stays_importable_where_it_is_imported_already_or_is_keras_backend(monkeypatch):
+    from membed.quiet import jax_hidden
+
+    monkeypatch.setitem(sys.modules, "jax", sys.modules.get("jax") or object())
+    with jax_hidden():
+        assert sys.modules["jax"] is not None
+    monkeypatch.delitem(sys.modules, "jax")
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    with jax_hidden():
+        assert "jax" not in sys.modules
+    monkeypatch.delenv("KERAS_BACKEND")
+    with jax_hidden():
+        with pytest.raises(ImportError):
+            import jax  # noqa: F401
+    assert "jax" not in sys.modules
