@@ -7,8 +7,14 @@ ids, build, lookup, optimizer slots, two steps), in a process of its own, on
 one TensorFlow thread. Run it once with and once without
 `TF_ENABLE_ONEDNN_OPTS=0` to see what oneDNN holds (reports/README.md, issue 11).
 
+`--peer torch` takes the same phases in PyTorch, the peer the issue measures
+against: `nn.Embedding(sparse=True)` on the same ids and target, one thread,
+with the optimizer PyTorch has for the name (`PEER_OPTIMIZERS`). PyTorch is
+not a dependency of membed; install it to run the peer (`pip install torch`).
+
 Example:
     TF_ENABLE_ONEDNN_OPTS=0 python -m bench.rss_phases --strategy full --vocab-size 1e7 --optimizer lazy_adam
+    python -m bench.rss_phases --peer torch --vocab-size 1e7 --optimizer lazy_adam
 """
 
 from __future__ import annotations
@@ -16,11 +22,14 @@ from __future__ import annotations
 import argparse
 import resource
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import psutil
 
 MIB = 2**20
+# membed.optim's names -> PyTorch's optimizer of sparse gradients for the peer (none has row-wise AdaGrad;
+# FBGEMM's is fused into its own embedding op).
+PEER_OPTIMIZERS = {"sgd": "SGD", "adagrad": "Adagrad", "lazy_adam": "SparseAdam"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=4096, help="ids per step (default 4096)")
     parser.add_argument("--optimizer", default="rowwise_adagrad",
                         help="a name of membed.optim (default rowwise_adagrad)")
+    parser.add_argument("--peer", choices=("torch",),
+                        help="take the same phases in this framework instead (strategy full only; optimizers "
+                             f"{', '.join(PEER_OPTIMIZERS)})")
     return parser
 
 
@@ -42,9 +54,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{phase:24s} RSS {process.memory_info().rss / MIB:9.1f} MiB", flush=True)
 
     report("start")
-    from membed.quiet import import_tensorflow, native_stderr_captured
+    if args.peer:
+        return torch_phases(args, report)
+    from membed.quiet import import_tensorflow, jax_hidden, native_stderr_captured
 
-    with native_stderr_captured():  # TensorFlow's start-up log lines, hidden (bench imports it)
+    # TensorFlow's start-up log lines hidden, and JAX kept out of its import, as the membed CLI does (bench
+    # imports TensorFlow).
+    with native_stderr_captured(), jax_hidden():
         from bench.harness import use_tf_threads
 
         use_tf_threads(1)  # before TensorFlow's first op
@@ -86,7 +102,77 @@ def main(argv: Sequence[str] | None = None) -> int:
     for number in (1, 2):
         step(ids, target).numpy()
         report(f"step {number}")
+    report_peak()
+    return 0
+
+
+def report_peak() -> None:
     print(f"{'peak (ru_maxrss)':24s} RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:9.1f} MiB")
+
+
+def one_size(text: str) -> int:
+    """`--vocab-size` as an int (`1e7` allowed); ValueError unless it is one whole number >= 1.
+
+    bench.options.parse_vocab_sizes says the same, but importing it imports TensorFlow.
+
+    Example:
+        >>> one_size("1e7")
+        10000000
+    """
+    try:
+        size = float(text)
+    except ValueError:
+        size = 0.5
+    if size != int(size) or size < 1:
+        raise ValueError(f"--vocab-size {text!r}: give one whole number >= 1, e.g. 1e7.")
+    return int(size)
+
+
+def torch_phases(args: argparse.Namespace, report: Callable[[str], None]) -> int:
+    """The phases of `main` in PyTorch: `nn.Embedding(sparse=True)`, one thread, the optimizer PyTorch has.
+
+    TensorFlow is never imported here (bench.options and bench.steps import it), so the peak is PyTorch's own.
+    """
+    try:
+        if args.strategy != "full":
+            raise ValueError(f"--peer torch: a plain table only; use --strategy full, not {args.strategy!r}.")
+        if args.optimizer not in PEER_OPTIMIZERS:
+            raise ValueError(f"--peer torch: no PyTorch optimizer for {args.optimizer!r}; one of "
+                             f"{', '.join(PEER_OPTIMIZERS)}.")
+        vocab_size = one_size(args.vocab_size)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    try:
+        import torch
+    except ImportError:
+        print("error: --peer torch needs PyTorch, which membed does not install: pip install torch.", file=sys.stderr)
+        return 2
+    import numpy as np
+
+    from membed.data import DatasetIds
+
+    torch.set_num_threads(1)
+    report("imports")
+    source = DatasetIds.from_dict({"dataset": "synthetic-zipf", "vocab_size": vocab_size})
+    ids = torch.from_numpy(source.sample(args.batch_size, 1))
+    # bench.steps.make_target's target, seed 1, as main's.
+    target = np.random.default_rng(1).normal(0.0, 0.05, (args.batch_size, args.dim)).astype(np.float32)
+    target = torch.from_numpy(target)
+    report("ids")
+    table = torch.nn.Embedding(vocab_size, args.dim, sparse=True)
+    report("built")
+    with torch.no_grad():
+        table(ids)
+    report("lookup")
+    optimizer = getattr(torch.optim, PEER_OPTIMIZERS[args.optimizer])(table.parameters(), lr=1e-3)
+    report("optimizer slots")  # Adagrad makes its sums here, SparseAdam its moments in the first step
+    for number in (1, 2):
+        optimizer.zero_grad()
+        torch.mean(torch.square(table(ids) - target)).backward()
+        optimizer.step()
+        report(f"step {number}")
+    report_peak()
     return 0
 
 

@@ -127,3 +127,35 @@ def test_rss_phases_bad_input_is_one_line_and_exit_2():
     assert completed.returncode == 2
     assert completed.stderr.strip().splitlines() == [
         "error: unknown --strategy 'nope'; registered: " + ", ".join(strategies.names()) + "."]
+
+
+def test_rss_phases_takes_the_same_phases_in_the_pytorch_peer():
+    pytest.importorskip("torch")
+    completed = rss_phases("--peer", "torch", "--vocab-size", "1e3", "--dim", "8", "--batch-size", "64",
+                           "--optimizer", "lazy_adam")
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    lines = completed.stdout.splitlines()
+    assert [line[:24].strip() for line in lines] == ["start", "imports", "ids", "built", "lookup",
+                                                      "optimizer slots", "step 1", "step 2", "peak (ru_maxrss)"]
+    assert "tensorflow" not in completed.stderr.lower()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--strategy", "qr"], "error: --peer torch: a plain table only; use --strategy full, not 'qr'."),
+    (["--optimizer", "rowwise_adagrad"],
+     "error: --peer torch: no PyTorch optimizer for 'rowwise_adagrad'; one of sgd, adagrad, lazy_adam."),
+    (["--optimizer", "sgd", "--vocab-size", "1.5"], "error: --vocab-size '1.5': give one whole number >= 1, e.g. 1e7."),
+])
+def test_rss_phases_peer_bad_input_is_one_line_and_exit_2(argv, message):
+    completed = rss_phases("--peer", "torch", *argv)
+    assert completed.returncode == 2 and completed.stderr.strip().splitlines() == [message]
+
+
+def test_rss_phases_peer_without_pytorch_says_how_to_get_it():
+    code = ("import sys; sys.modules['torch'] = None; from bench.rss_phases import main; "
+            "sys.exit(main(['--peer', 'torch', '--optimizer', 'sgd', '--vocab-size', '10']))")
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                               cwd=Path(__file__).resolve().parents[1])
+    assert completed.returncode == 2
+    assert completed.stderr.strip() == (
+        "error: --peer torch needs PyTorch, which membed does not install: pip install torch.")
