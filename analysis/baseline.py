@@ -43,7 +43,7 @@ import pandas as pd
 
 from analysis import schema
 from analysis.load import ResultError, check_schema_version, frame_of, read_json, read_result, rows_of
-from analysis.rules import group_of
+from analysis.rules import RATIO_FIELDS, group_of
 
 BASELINE_KIND = "membed-baseline"
 BASELINE_SCHEMA_VERSION = 1
@@ -53,7 +53,6 @@ GATED_FIELDS = schema.GATED_FIELDS
 INT_FIELDS = tuple(name for name in GATED_FIELDS if schema.FIELD[name].type == "int")
 NOISE_SUFFIX = "_noise"
 ROUNDS_SUFFIX = "_rounds"
-RATIO_FIELDS = tuple(name for name in GATED_FIELDS if schema.FIELD[name].gate == "ratio")
 GROUP_NOISE_SUFFIX = "_group_noise"
 NOISE_FIELDS = tuple(f"{name}{suffix}" for suffix in (NOISE_SUFFIX, GROUP_NOISE_SUFFIX) for name in RATIO_FIELDS)
 BASELINE_COLUMNS = ["case", "fullname", "schema_version", *GATED_FIELDS, *NOISE_FIELDS]

@@ -65,7 +65,7 @@ import pandas as pd
 from analysis import confirm, gate, schema
 from analysis.baseline import NOISE_SUFFIX, RATIO_FIELDS, ROUNDS_SUFFIX, with_noise
 from analysis.load import ResultError, frame_of, read_result, rows_of
-from analysis.rules import group_of, suite_of
+from analysis.rules import group_of, quietest_ratios, suite_of
 
 SLOWDOWNS = (0.10, 0.20, 0.25, 0.50)
 PEAK_GROWTH = 0.05
@@ -240,15 +240,12 @@ def strategy_of(case: str) -> str:
 
 def gated_ratio(baseline: pd.DataFrame, case: str) -> str:
     """The ratio field that gates `case`'s speed most tightly: the one with the least stored noise (the amortised
-    gather ratio, or a compute-bound strategy's compute ratio), the later of the fields where none has noise."""
+    gather ratio, or a compute-bound strategy's compute ratio), the later of the fields where none has noise; the
+    one the gate's `quietest_ratio` gates (`analysis.rules.quietest_ratios`)."""
     row = baseline[baseline["case"] == case].iloc[0]
     present = [field for field in RATIO_FIELDS if pd.notna(row.get(field))] or [RATIO_FIELDS[0]]
-
-    def noise(field: str) -> float:
-        value = row.get(f"{field}{NOISE_SUFFIX}")
-        return float(value) if value is not None and np.isfinite(value) else np.inf
-
-    return min(reversed(present), key=noise)
+    noise = [row.get(f"{field}{NOISE_SUFFIX}", np.nan) for field in present]
+    return quietest_ratios(pd.DataFrame({"case": case, "field": present, "noise": noise}))["field"].iloc[0]
 
 
 def draw(cases: Sequence[str], count: int, seed: int) -> list[str]:
@@ -664,6 +661,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"max({rules.group_floor_rel:.0%}, {rules.group_noise_k:g} x their noise)"
         + "".join(f"; {suite}: max({own.ratio_floor_rel:.0%}, {own.ratio_noise_k:g} x noise), a strategy's cases "
                   f"max({own.group_floor_rel:.0%}, {own.group_noise_k:g} x their noise)"
+                  + (", each case by its quietest ratio" if own.quietest_ratio else "")
                   for suite, own in rules.suites.items())
         + f"; peaks: > +{rules.peak_mem_rel:.0%} and > +{rules.peak_mem_abs_mib:g} MiB). Seed {args.seed}.",
     ]

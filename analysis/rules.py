@@ -14,6 +14,11 @@ field that `analysis.schema` gives a gate treatment:
   back to `gather_ratio_rel`;
 - `accuracy`: `DifferenceRule` past `val_mse_abs`.
 
+With `quietest_ratio`, a case's speed is gated by one ratio, per case and in
+its group: the one the baseline stored the least noise for (`quietest_ratios`).
+A change to the case's code moves all its ratios alike; its yardsticks
+(per-call and amortised gather, a dense MLP) move apart with the host's load.
+
 And one `GroupRule` per `ratio` field: a strategy's cases of one suite (and
 optimizer) taken together. Their ratios' geometric mean fails past
 max(`group_floor_rel`, `group_noise_k` x the group's noise): its cases' noise
@@ -67,6 +72,7 @@ class GateRules:
             group's noise (above its floor).
         val_mse_abs: absolute growth of the final val MSE that fails.
         missing_fails: whether a baseline case missing or failed in the result fails.
+        quietest_ratio: gate each case's speed only by its quietest ratio (`quietest_ratios`), not by every one.
         suites: suite name -> the limits of that suite's ratios, where they differ (a sub-table
             `[tool.membed.gate.lookup]` of the `SUITE_KEYS`); `for_suite` reads them.
 
@@ -90,6 +96,7 @@ class GateRules:
     group_noise_k: float = 3.0
     val_mse_abs: float = 0.01
     missing_fails: bool = True
+    quietest_ratio: bool = False
     suites: Mapping[str, GateRules] = dataclasses.field(default_factory=dict)
 
     def for_suite(self, suite: str) -> GateRules:
@@ -129,9 +136,9 @@ class GateRules:
             if key not in fields:
                 raise ResultError(f"{where}: unknown gate key {key!r}. Valid keys: {', '.join(fields)}, "
                                   f"or a table of a suite ({', '.join(schema.SUITES)}).")
-            if key == "missing_fails":
+            if key in BOOL_KEYS:
                 if not isinstance(value, bool):
-                    raise ResultError(f"{where}: `missing_fails` must be true or false, got {value!r}.")
+                    raise ResultError(f"{where}: `{key}` must be true or false, got {value!r}.")
             elif isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
                 raise ResultError(f"{where}: `{key}` must be a number >= 0, got {value!r}.")
             else:
@@ -153,7 +160,10 @@ class GateRules:
 
 
 # The limits a suite's table (`[tool.membed.gate.lookup]`) may set for its own ratios.
-SUITE_KEYS = ("gather_ratio_rel", "ratio_floor_rel", "ratio_noise_k", "group_floor_rel", "group_noise_k")
+SUITE_KEYS = ("gather_ratio_rel", "ratio_floor_rel", "ratio_noise_k", "group_floor_rel", "group_noise_k",
+              "quietest_ratio")
+BOOL_KEYS = ("missing_fails", "quietest_ratio")
+RATIO_FIELDS = tuple(field.name for field in schema.FIELDS if field.gate == "ratio")
 
 
 @dataclass(frozen=True)
@@ -399,11 +409,37 @@ def suite_of(case: str) -> str:
 
 def apply_limits(deltas: pd.DataFrame, limits: GateRules) -> pd.DataFrame:
     """Every finding on `deltas` under `limits`, each suite's cases under `limits.for_suite` of it."""
+    def apply(rows: pd.DataFrame, own: GateRules) -> pd.DataFrame:
+        return apply_rules(quietest_ratios(rows) if own.quietest_ratio else rows, rules_for(own))
+
     if not limits.suites:
-        return apply_rules(deltas, rules_for(limits))
+        return apply(deltas, limits)
     suites = deltas["case"].map(suite_of)
-    return by_case(apply_rules(deltas[suites == suite], rules_for(limits.for_suite(suite)))
-                   for suite in suites.unique())
+    return by_case(apply(deltas[suites == suite], limits.for_suite(suite)) for suite in suites.unique())
+
+
+def quietest_ratios(deltas: pd.DataFrame) -> pd.DataFrame:
+    """`deltas` with one ratio row per case: the one whose baseline noise is least.
+
+    Rows of other fields stay. Of ratios with equal (or no) noise the later
+    field of the schema's order is kept: the amortised ratio over the per-call
+    one. The choice reads the baseline's noise only, never the result.
+
+    Example:
+        >>> long = pd.DataFrame({"case": ["c", "c", "c"], "field": ["gather_ratio", "amortised_gather_ratio",
+        ...                      "params"], "noise": [0.05, 0.02, float("nan")]})
+        >>> quietest_ratios(long)["field"].tolist()
+        ['amortised_gather_ratio', 'params']
+    """
+    ratio = deltas["field"].isin(RATIO_FIELDS)
+    if not ratio.any():
+        return deltas
+    ratios = deltas[ratio]
+    noise = pd.to_numeric(ratios["noise"], errors="coerce") if "noise" in ratios else pd.Series(np.nan, ratios.index)
+    order = ratios["field"].map(RATIO_FIELDS.index)
+    ranked = pd.DataFrame({"case": ratios["case"], "noise": noise.fillna(np.inf), "later": -order})
+    keep = ranked.sort_values(["case", "noise", "later"], kind="stable").groupby("case").head(1).index
+    return deltas[~ratio | deltas.index.isin(keep)]
 
 
 def apply_rules(deltas: pd.DataFrame, rules: Sequence[Rule]) -> pd.DataFrame:

@@ -242,6 +242,7 @@ def test_a_suite_table_sets_that_suites_ratio_limits_only(tmp_path, result, base
         ("[tool.membed.gate.lookups]\nratio_floor_rel = 0.2", "a table's name must be a suite's"),
         ("[tool.membed.gate.lookup]\nval_mse_abs = 0.2", "unknown key 'val_mse_abs'; a suite's table holds"),
         ("[tool.membed.gate.lookup]\nratio_floor_rel = -1", r"\[lookup\]: `ratio_floor_rel` must be a number >= 0"),
+        ("[tool.membed.gate.lookup]\nquietest_ratio = 1", r"\[lookup\]: `quietest_ratio` must be true or false"),
     ],
 )
 def test_bad_suite_tables_are_rejected(tmp_path, table, message):
@@ -335,6 +336,32 @@ def test_with_noise_prefers_the_per_round_ratios(result):
     other = noisy["case"] == "lookup/full/synthetic-zipf/1000/32"
     assert noisy.loc[other, "gather_ratio_noise"].iloc[0] == pytest.approx(baseline_file.stats_noise(0.1, 1.0, 20))
     assert noisy.loc[noisy["case"] == SMALL, "gather_ratio_noise"].isna().all()
+
+
+def test_quietest_ratio_gates_a_case_by_the_ratio_with_the_least_stored_noise(tmp_path, result):
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text("[tool.membed.gate]\nratio_floor_rel = 0.1\nratio_noise_k = 2.0\ngroup_floor_rel = 0.1\n\n"
+                         "[tool.membed.gate.lookup]\nquietest_ratio = true\n")
+    limits = gate.rules_from_pyproject(pyproject)
+    assert limits.for_suite("lookup").quietest_ratio and not limits.quietest_ratio
+    # The qr lookup cases also carry an amortised ratio, quieter (2%) than their per-call one (10%).
+    qr = result["case"].str.startswith("lookup/qr/")
+    both = result.assign(amortised_gather_ratio=np.where(qr, 10.0, np.nan))
+    baseline = gate.baseline_frame(both).assign(gather_ratio_noise=0.10, amortised_gather_ratio_noise=0.02)
+    assert gate.check(both, baseline, limits).passed
+    # +30% per call on one case: past 2 x 10%, but that ratio is not the case's quietest, and the
+    # group of three (its quietest ratios unchanged) does not move.
+    per_call = doctored(both, LOOKUP, "gather_ratio", lambda v: v * 1.3)
+    assert gate.check(per_call, baseline, limits).passed
+    assert findings(gate.check(per_call, baseline, dataclasses.replace(limits, suites={})), "regression") == [
+        (LOOKUP, "gather_ratio")]
+    # +12% on the quietest: past max(10%, 2 x 2%), flagged.
+    amortised = doctored(both, LOOKUP, "amortised_gather_ratio", lambda v: v * 1.12)
+    assert findings(gate.check(amortised, baseline, limits), "regression") == [(LOOKUP, "amortised_gather_ratio")]
+    # Where the per-call ratio is the quieter, it is the one gated.
+    swapped = baseline.assign(gather_ratio_noise=0.02, amortised_gather_ratio_noise=0.10)
+    assert findings(gate.check(per_call, swapped, limits), "regression") == [(LOOKUP, "gather_ratio")]
+    assert gate.check(amortised, swapped, limits).passed
 
 
 def test_the_baseline_file_stores_the_noise_and_reads_it_back(tmp_path, result):
