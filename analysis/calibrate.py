@@ -239,9 +239,9 @@ def strategy_of(case: str) -> str:
 
 
 def gated_ratio(baseline: pd.DataFrame, case: str) -> str:
-    """The ratio field that gates `case`'s speed most tightly: the one with the least stored noise (the amortised
-    gather ratio, or a compute-bound strategy's compute ratio), the later of the fields where none has noise; the
-    one the gate's `quietest_ratio` gates (`analysis.rules.quietest_ratios`)."""
+    """The ratio field that gates `case`'s speed: of its amortised ratios the one with the least stored noise (the
+    gather ratio, or a compute-bound strategy's compute ratio), its per-call ratio where it has none; the one the
+    gate's `quietest_ratio` gates (`analysis.rules.quietest_ratios`)."""
     row = baseline[baseline["case"] == case].iloc[0]
     present = [field for field in RATIO_FIELDS if pd.notna(row.get(field))] or [RATIO_FIELDS[0]]
     noise = [row.get(f"{field}{NOISE_SUFFIX}", np.nan) for field in present]
@@ -661,7 +661,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"max({rules.group_floor_rel:.0%}, {rules.group_noise_k:g} x their noise)"
         + "".join(f"; {suite}: max({own.ratio_floor_rel:.0%}, {own.ratio_noise_k:g} x noise), a strategy's cases "
                   f"max({own.group_floor_rel:.0%}, {own.group_noise_k:g} x their noise)"
-                  + (", each case by its quietest ratio" if own.quietest_ratio else "")
+                  + (", each case by its quietest amortised ratio" if own.quietest_ratio else "")
                   for suite, own in rules.suites.items())
         + f"; peaks: > +{rules.peak_mem_rel:.0%} and > +{rules.peak_mem_abs_mib:g} MiB). Seed {args.seed}.",
     ]

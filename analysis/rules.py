@@ -15,9 +15,11 @@ field that `analysis.schema` gives a gate treatment:
 - `accuracy`: `DifferenceRule` past `val_mse_abs`.
 
 With `quietest_ratio`, a case's speed is gated by one ratio, per case and in
-its group: the one the baseline stored the least noise for (`quietest_ratios`).
-A change to the case's code moves all its ratios alike; its yardsticks
-(per-call and amortised gather, a dense MLP) move apart with the host's load.
+its group: of its amortised ratios, the one the baseline stored the least
+noise for (`quietest_ratios`). A change to the case's code moves its amortised
+ratios alike; their yardsticks (the bare gather, a dense MLP) move apart with
+the host's load. Its per-call ratio, mostly TensorFlow's call floor, is gated
+only where there is no amortised one.
 
 And one `GroupRule` per `ratio` field: a strategy's cases of one suite (and
 optimizer) taken together. Their ratios' geometric mean fails past
@@ -72,7 +74,8 @@ class GateRules:
             group's noise (above its floor).
         val_mse_abs: absolute growth of the final val MSE that fails.
         missing_fails: whether a baseline case missing or failed in the result fails.
-        quietest_ratio: gate each case's speed only by its quietest ratio (`quietest_ratios`), not by every one.
+        quietest_ratio: gate each case's speed only by its quietest amortised ratio (`quietest_ratios`), not by
+            every one.
         suites: suite name -> the limits of that suite's ratios, where they differ (a sub-table
             `[tool.membed.gate.lookup]` of the `SUITE_KEYS`); `for_suite` reads them.
 
@@ -164,6 +167,10 @@ SUITE_KEYS = ("gather_ratio_rel", "ratio_floor_rel", "ratio_noise_k", "group_flo
               "quietest_ratio")
 BOOL_KEYS = ("missing_fails", "quietest_ratio")
 RATIO_FIELDS = tuple(field.name for field in schema.FIELDS if field.gate == "ratio")
+# Ratios of one call: TensorFlow's per-call floor is most of the time they divide, so a change in the work
+# moves them by a fraction of itself (bench/README.md). `quietest_ratios` keeps them for a case without an
+# amortised ratio only.
+PER_CALL_RATIOS = ("gather_ratio",)
 
 
 @dataclass(frozen=True)
@@ -419,17 +426,19 @@ def apply_limits(deltas: pd.DataFrame, limits: GateRules) -> pd.DataFrame:
 
 
 def quietest_ratios(deltas: pd.DataFrame) -> pd.DataFrame:
-    """`deltas` with one ratio row per case: the one whose baseline noise is least.
+    """`deltas` with one ratio row per case: of its amortised ratios the one whose baseline noise is least.
 
-    Rows of other fields stay. Of ratios with equal (or no) noise the later
-    field of the schema's order is kept: the amortised ratio over the per-call
-    one. The choice reads the baseline's noise only, never the result.
+    A per-call ratio (`PER_CALL_RATIOS`) is kept only for a case with no
+    amortised ratio: it may store less noise, but a slower lookup moves it by
+    only the share of the call that is the lookup's work. Rows of other fields
+    stay. Of ratios with equal (or no) noise the later field of the schema's
+    order is kept. The choice reads the baseline's noise only, never the result.
 
     Example:
-        >>> long = pd.DataFrame({"case": ["c", "c", "c"], "field": ["gather_ratio", "amortised_gather_ratio",
-        ...                      "params"], "noise": [0.05, 0.02, float("nan")]})
+        >>> long = pd.DataFrame({"case": ["c", "c", "c", "c"], "field": ["gather_ratio", "amortised_gather_ratio",
+        ...                      "amortised_compute_ratio", "params"], "noise": [0.01, 0.05, 0.03, float("nan")]})
         >>> quietest_ratios(long)["field"].tolist()
-        ['amortised_gather_ratio', 'params']
+        ['amortised_compute_ratio', 'params']
     """
     ratio = deltas["field"].isin(RATIO_FIELDS)
     if not ratio.any():
@@ -437,8 +446,9 @@ def quietest_ratios(deltas: pd.DataFrame) -> pd.DataFrame:
     ratios = deltas[ratio]
     noise = pd.to_numeric(ratios["noise"], errors="coerce") if "noise" in ratios else pd.Series(np.nan, ratios.index)
     order = ratios["field"].map(RATIO_FIELDS.index)
-    ranked = pd.DataFrame({"case": ratios["case"], "noise": noise.fillna(np.inf), "later": -order})
-    keep = ranked.sort_values(["case", "noise", "later"], kind="stable").groupby("case").head(1).index
+    ranked = pd.DataFrame({"case": ratios["case"], "per_call": ratios["field"].isin(PER_CALL_RATIOS),
+                           "noise": noise.fillna(np.inf), "later": -order})
+    keep = ranked.sort_values(["case", "per_call", "noise", "later"], kind="stable").groupby("case").head(1).index
     return deltas[~ratio | deltas.index.isin(keep)]
 
 
