@@ -122,8 +122,8 @@ def one_size(text: str) -> int:
     try:
         size = float(text)
     except ValueError:
-        size = 0.5
-    if size != int(size) or size < 1:
+        size = None
+    if size is None or not size.is_integer() or size < 1:
         raise ValueError(f"--vocab-size {text!r}: give one whole number >= 1, e.g. 1e7.")
     return int(size)
 

@@ -338,7 +338,7 @@ def test_with_noise_prefers_the_per_round_ratios(result):
     assert noisy.loc[noisy["case"] == SMALL, "gather_ratio_noise"].isna().all()
 
 
-def test_quietest_ratio_gates_a_case_by_the_ratio_with_the_least_stored_noise(tmp_path, result):
+def test_quietest_ratio_gates_a_case_by_its_quietest_amortised_ratio(tmp_path, result):
     pyproject = tmp_path / "pyproject.toml"
     pyproject.write_text("[tool.membed.gate]\nratio_floor_rel = 0.1\nratio_noise_k = 2.0\ngroup_floor_rel = 0.1\n\n"
                          "[tool.membed.gate.lookup]\nquietest_ratio = true\n")
@@ -349,8 +349,8 @@ def test_quietest_ratio_gates_a_case_by_the_ratio_with_the_least_stored_noise(tm
     both = result.assign(amortised_gather_ratio=np.where(qr, 10.0, np.nan))
     baseline = gate.baseline_frame(both).assign(gather_ratio_noise=0.10, amortised_gather_ratio_noise=0.02)
     assert gate.check(both, baseline, limits).passed
-    # +30% per call on one case: past 2 x 10%, but that ratio is not the case's quietest, and the
-    # group of three (its quietest ratios unchanged) does not move.
+    # +30% per call on one case: past 2 x 10%, but the case is gated by its amortised ratio, and the
+    # group of three (their amortised ratios unchanged) does not move.
     per_call = doctored(both, LOOKUP, "gather_ratio", lambda v: v * 1.3)
     assert gate.check(per_call, baseline, limits).passed
     assert findings(gate.check(per_call, baseline, dataclasses.replace(limits, suites={})), "regression") == [
