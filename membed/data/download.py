@@ -39,8 +39,10 @@ TIMEOUT_SECONDS = 60.0
 
 logger = logging.getLogger(__name__)
 
-# (dataset name, URL) -> why its download failed. A network that does not answer
-# would otherwise cost every later load in the process another full timeout.
+# (dataset name, URL) -> the message its download failed with. A network that does
+# not answer would otherwise cost every later load in the process another full
+# timeout. A later load raises the same message, word for word, so that every
+# case one failure skips gives one reason (the gate groups missing cases by it).
 _failed_downloads: dict[tuple[str, str], str] = {}
 
 
@@ -187,10 +189,8 @@ def download_archive(info: DatasetInfo, cache_dir: str | Path, url: str | None =
     source = archive_url(info, url)
     key = (info.name, source)
     if key in _failed_downloads:
-        raise DatasetUnavailable(
-            f"{info.name}: cannot download {source} "
-            f"(download already failed earlier in this run: {_failed_downloads[key]})"
-        )
+        logger.info("Not downloading %s again: it failed earlier in this process", source)
+        raise DatasetUnavailable(_failed_downloads[key])
     target = cache_dir / info.archive_name
     with _created_folder(cache_dir):
         logger.info("Downloading %s (%d bytes) from %s", info.archive_name, info.size, source)
@@ -201,8 +201,8 @@ def download_archive(info: DatasetInfo, cache_dir: str | Path, url: str | None =
                     response = urllib.request.urlopen(source, timeout=TIMEOUT_SECONDS)
                 except (urllib.error.URLError, OSError, ValueError) as error:
                     reason = getattr(error, "reason", error)
-                    _failed_downloads[key] = str(reason)
-                    raise DatasetUnavailable(f"{info.name}: cannot download {source} ({reason})") from error
+                    _failed_downloads[key] = f"{info.name}: cannot download {source} ({reason})"
+                    raise DatasetUnavailable(_failed_downloads[key]) from error
                 with response:
                     size, sha256 = _copy_response(response, out, info, source)
             _check_archive(size, sha256, info, source)
