@@ -123,13 +123,30 @@ def test_an_allocator_without_statistics_says_why_and_gives_no_peaks():
 def test_the_reserved_region_halves_until_the_allocator_grants_it():
     tf = _HalvingTF(largest=probes.MIN_RESERVE_BYTES * 2)
     allocator = probes.Allocator(tf)
-    allocator.start(probes.MIN_RESERVE_BYTES * 8)
-    assert tf.asked == [probes.MIN_RESERVE_BYTES * 8, probes.MIN_RESERVE_BYTES * 4, probes.MIN_RESERVE_BYTES * 2]
+    allocator.start(probes.MIN_RESERVE_BYTES * 4)
+    assert tf.asked == [probes.MIN_RESERVE_BYTES * 4, probes.MIN_RESERVE_BYTES * 2]
     assert allocator.unavailable is None and allocator.peak() == 0
     small = _HalvingTF(largest=0)
     probes.Allocator(small).start(probes.MIN_RESERVE_BYTES * 2)
     # Below the minimum it stops asking: a small region would not help.
     assert small.asked == [probes.MIN_RESERVE_BYTES * 2, probes.MIN_RESERVE_BYTES]
+
+
+def test_a_reservation_beyond_emptys_int32_shape_asks_for_the_cap_first():
+    # Asked for 8 GiB, TensorFlow's Empty would be given a negative dimension and refuse; halving
+    # from there reserved 1-2 GiB by accident. Now the cap is asked for, and granted, at once.
+    tf = _HalvingTF(largest=probes.MAX_RESERVE_BYTES)
+    probes.Allocator(tf).start(8 << 30)
+    assert tf.asked == [probes.MAX_RESERVE_BYTES]
+
+
+def test_tensorflows_empty_takes_the_largest_reservation():
+    import tensorflow as tf
+
+    with pytest.raises(tf.errors.InvalidArgumentError, match="must be >= 0"):
+        tf.raw_ops.Empty(shape=[probes.MAX_RESERVE_BYTES + 1], dtype=tf.uint8, init=False)
+    # Shape only: `init=False` and no page touched (the buffer is dropped at once).
+    assert tf.raw_ops.Empty(shape=[probes.MAX_RESERVE_BYTES], dtype=tf.uint8, init=False).shape[0] == 2**31 - 1
 
 
 def test_default_reserve_is_the_estimate_within_available_memory():

@@ -21,9 +21,13 @@ statistics (`tf.config.experimental.reset_memory_stats("CPU:0")` raises
 allocator is a BFC allocator whose `get_memory_info("CPU:0")` reports real
 `current` and `peak` bytes. BFC hands out chunks carved from regions that
 grow in powers of two, so a 256 MB table shows as a 268 MB chunk; `Probe`
-therefore first reserves one large region with an uninitialised tensor (no
-page is touched, RSS does not move) and frees it, after which chunks are
-split to within 256 bytes of the request.
+therefore first reserves one large region with an uninitialised tensor and
+frees it, after which chunks are split to within 256 bytes of the request.
+No page of the region is touched, but BFC writes one 8-byte handle per 256
+bytes of it (1/32 of its size, in RSS from then on); that happens before the
+RSS baseline. The region is at most `MAX_RESERVE_BYTES`: a case that needs
+more grows the allocator by further regions, whose handles are in its RSS
+peaks, as they are in a process that reserved nothing.
 
 Example:
     >>> probe = Probe(reserve_bytes=1 << 30)
@@ -52,6 +56,8 @@ RESERVE_SHARE = 0.8
 MIN_RESERVE_BYTES = 256 << 20
 DEFAULT_RSS_INTERVAL_S = 0.005
 BFC_ENVIRONMENT = {"TF_CPU_ALLOCATOR_USE_BFC": "true"}
+# `tf.raw_ops.Empty` takes an int32 shape: a larger reservation would be refused.
+MAX_RESERVE_BYTES = 2**31 - 1
 
 
 @dataclasses.dataclass
@@ -73,6 +79,7 @@ class Allocator:
             return
         # One large region up front, uninitialised so no page is touched:
         # later allocations are split from it to their own size.
+        reserve_bytes = min(reserve_bytes, MAX_RESERVE_BYTES)
         while reserve_bytes >= MIN_RESERVE_BYTES:
             try:
                 # Allocated and at once dropped: the region stays with the allocator.
@@ -103,7 +110,7 @@ def rss_peak(function: Callable[[], Any], baseline: int, interval: float) -> tup
 
 def default_reserve_bytes(estimate: int) -> int:
     """The region to reserve for a run estimated to peak at `estimate` bytes: at least `MIN_RESERVE_BYTES`, at
-    most 80% of available memory.
+    most 80% of available memory (`Allocator.start` caps it at `MAX_RESERVE_BYTES`).
 
     A small case reserves the minimum too: without a region, the allocator
     hands a request a whole free chunk of up to twice its size, so the same
