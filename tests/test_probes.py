@@ -15,7 +15,7 @@ TARGETS = '''
 import numpy as np
 import tensorflow as tf
 
-from membed.measure.probes import Probe
+from membed.measure.probes import MAX_RESERVE_BYTES, Probe
 
 
 def phases(payload):
@@ -38,6 +38,18 @@ def phases(payload):
     touched = probe.rss_span("numpy", touch)
     return {"alloc": probe.alloc_peaks, "rss": probe.rss_peaks, "unavailable": probe.unavailable,
             "total_is_finite": bool(np.isfinite(total)), "touched": touched}
+
+
+def reservations(payload):
+    # Uninitialised and dropped at once: no page of either is touched.
+    largest = MAX_RESERVE_BYTES
+    granted = int(tf.raw_ops.Empty(shape=[largest], dtype=tf.uint8, init=False).shape[0])
+    try:
+        tf.raw_ops.Empty(shape=[largest + 1], dtype=tf.uint8, init=False)
+        refused = ""
+    except tf.errors.InvalidArgumentError as error:
+        refused = str(error)
+    return {"largest": granted, "one_more": refused}
 '''
 
 
@@ -140,13 +152,11 @@ def test_a_reservation_beyond_emptys_int32_shape_asks_for_the_cap_first():
     assert tf.asked == [probes.MAX_RESERVE_BYTES]
 
 
-def test_tensorflows_empty_takes_the_largest_reservation():
-    import tensorflow as tf
-
-    with pytest.raises(tf.errors.InvalidArgumentError, match="must be >= 0"):
-        tf.raw_ops.Empty(shape=[probes.MAX_RESERVE_BYTES + 1], dtype=tf.uint8, init=False)
-    # Shape only: `init=False` and no page touched (the buffer is dropped at once).
-    assert tf.raw_ops.Empty(shape=[probes.MAX_RESERVE_BYTES], dtype=tf.uint8, init=False).shape[0] == 2**31 - 1
+def test_tensorflows_empty_takes_the_largest_reservation_and_refuses_more(targets):
+    result = isolation.run_isolated(f"{targets}:reservations", {}, timeout_s=300)
+    assert result.get("status") != "failed", result
+    assert result["largest"] == probes.MAX_RESERVE_BYTES
+    assert "must be >= 0" in result["one_more"]
 
 
 def test_default_reserve_is_the_estimate_within_available_memory():
