@@ -104,8 +104,11 @@ class Harness:
     def _unavailable(self, name: str, error: DatasetUnavailable) -> None:
         # The library's advice names its Python arguments; here it is said in the benchmark's terms.
         hint = "" if self.selection.allow_download else " or run with --allow-download"
+        # The copy CI points at, named only where it is: elsewhere that path means nothing.
+        beside = f" (one is beside this checkout: MEMBED_DATA_DIR={SHARED_MOVIELENS})" if (
+            SHARED_MOVIELENS / name).is_dir() else ""
         pytest.skip(f"{name} not available: {error.finding}. Provide it with "
-                    f"MEMBED_DATA_DIR=/folder/holding/{name}/ (CI: MEMBED_DATA_DIR={SHARED_MOVIELENS}){hint}.")
+                    f"MEMBED_DATA_DIR=/folder/holding/{name}/{beside}{hint}.")
 
     def source(self, case: grid.Case) -> DatasetIds:
         """The case's ids; skips when its MovieLens variant is not available."""

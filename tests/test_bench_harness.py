@@ -307,3 +307,22 @@ def test_tf_threads_reach_tensorflow_and_the_processes_it_starts():
                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.split() == ["1", "1", "1"]
+
+
+@pytest.mark.parametrize("there", [True, False])
+def test_a_missing_dataset_names_the_copy_beside_the_checkout_only_where_there_is_one(tmp_path, monkeypatch, there):
+    import types
+
+    from bench import harness
+    from membed.data import DatasetUnavailable
+
+    if there:
+        (tmp_path / "ml-100k").mkdir()
+    monkeypatch.setattr(harness, "SHARED_MOVIELENS", tmp_path)
+    helper = harness.Harness(types.SimpleNamespace(profile="quick", allow_download=False))
+    with pytest.raises(pytest.skip.Exception) as skipped:
+        helper._unavailable("ml-100k", DatasetUnavailable("ml-100k: no folder", finding="ml-100k: no folder"))
+    reason = str(skipped.value)
+    assert reason.startswith("ml-100k not available: ml-100k: no folder. Provide it with MEMBED_DATA_DIR=")
+    assert (f"one is beside this checkout: MEMBED_DATA_DIR={tmp_path}" in reason) is there
+    assert reason.endswith(" or run with --allow-download.")
