@@ -168,6 +168,8 @@ def write_out(out_dir: str, frame: pd.DataFrame, tables: Sequence[Table], title:
     out = Path(out_dir)
     images = [p.name for p in write_plots(frame, out)]
     (out / "report.md").write_text(render.render_markdown(tables, title, summary, images), encoding="utf-8")
+    # On stderr: stdout may be a CSV or JSON being piped on.
+    print(f"Wrote {out / 'report.md'} ({len(tables)} tables) and {len(images)} plots beside it.", file=sys.stderr)
 
 
 def run_report(args: argparse.Namespace) -> int:
