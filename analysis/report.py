@@ -168,8 +168,6 @@ def write_out(out_dir: str, frame: pd.DataFrame, tables: Sequence[Table], title:
     out = Path(out_dir)
     images = [p.name for p in write_plots(frame, out)]
     (out / "report.md").write_text(render.render_markdown(tables, title, summary, images), encoding="utf-8")
-    # On stderr: stdout may be a CSV or JSON being piped on.
-    print(f"Wrote {out / 'report.md'} ({len(tables)} tables) and {len(images)} plots beside it.", file=sys.stderr)
 
 
 def run_report(args: argparse.Namespace) -> int:
@@ -181,12 +179,14 @@ def run_report(args: argparse.Namespace) -> int:
     full = frames.derived(frame)
     line = frames.estimate_line(full)
     summary += f"\n{line}" if line else ""
+    # The first screen says where the rest is; the file itself need not.
+    shown = summary + (f"\nThe whole report, with its plots: {Path(args.out) / 'report.md'}" if args.out else "")
     if args.summary_only:
         lead = [t for t in tables if t.lead]
         flat = lead[0].frame if lead else full.iloc[0:0]
-        render.render(args.format, lead, flat, sys.stdout, summary=summary)
+        render.render(args.format, lead, flat, sys.stdout, summary=shown)
     else:
-        render.render(args.format, tables, full, sys.stdout, summary=summary)
+        render.render(args.format, tables, full, sys.stdout, summary=shown)
     if args.out:
         write_out(args.out, frame, tables, "membed benchmark report", summary)
     return 0

@@ -92,11 +92,12 @@ def test_json_has_the_tables_and_the_cases(capsys):
 
 def test_out_writes_report_md_and_png_plots(tmp_path, capsys):
     out_dir = tmp_path / "report"
-    code, _, err = run(capsys, FIXTURE, "--out", out_dir)
+    code, out, _ = run(capsys, FIXTURE, "--format", "markdown", "--summary-only", "--out", out_dir)
     assert code == 0
-    # Where it went is said once, on stderr, so that stdout stays the report.
-    assert err.count("\n") == 1 and err.startswith(f"Wrote {out_dir / 'report.md'} (")
+    # The first screen says where the whole report went; the report does not point at itself.
+    assert f"The whole report, with its plots: {out_dir / 'report.md'}" in out
     report = (out_dir / "report.md").read_text()
+    assert "The whole report, with its plots" not in report
     assert "## suite: memory" in report
     for name in ("memory_vs_vocab.png", "mse_vs_memory.png", "lookup_latency.png"):
         data = (out_dir / name).read_bytes()
