@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import sys
 from collections.abc import Callable, Sequence
@@ -103,7 +104,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         step(ids, target).numpy()
         report(f"step {number}")
     report_peak()
+    print(f"{'oneDNN':24s} {onednn_setting(os.environ.get('TF_ENABLE_ONEDNN_OPTS'))}")
     return 0
+
+
+def onednn_setting(value: str | None) -> str:
+    """What `TF_ENABLE_ONEDNN_OPTS` makes of oneDNN, which holds 1/32 of each allocator region (reports/README.md).
+
+    Example:
+        >>> onednn_setting("0")
+        'off (TF_ENABLE_ONEDNN_OPTS=0)'
+    """
+    if value is None:
+        return "on (TF_ENABLE_ONEDNN_OPTS unset: TensorFlow's default on x86 CPUs)"
+    state = "off" if value.strip().lower() in ("0", "false") else "on"
+    return f"{state} (TF_ENABLE_ONEDNN_OPTS={value})"
 
 
 def report_peak() -> None:

@@ -116,10 +116,22 @@ def rss_phases(*argv: str) -> subprocess.CompletedProcess:
 def test_rss_phases_prints_the_process_rss_after_each_phase():
     completed = rss_phases("--vocab-size", "1e3", "--dim", "8", "--batch-size", "64", "--optimizer", "sgd")
     assert completed.returncode == 0 and completed.stderr == "", completed.stderr[-2000:]
-    lines = completed.stdout.splitlines()
+    *lines, setting = completed.stdout.splitlines()
     assert [line[:24].strip() for line in lines] == ["start", "imports", "ids", "built", "lookup",
                                                       "optimizer slots", "step 1", "step 2", "peak (ru_maxrss)"]
     assert all(line.endswith(" MiB") for line in lines)
+    # Which oneDNN setting the numbers are for: it moves peak RSS by 1/32 of the allocator's regions.
+    assert setting.startswith("oneDNN ") and ("TF_ENABLE_ONEDNN_OPTS" in setting)
+
+
+@pytest.mark.parametrize("value, said", [(None, "on (TF_ENABLE_ONEDNN_OPTS unset"),
+                                         ("0", "off (TF_ENABLE_ONEDNN_OPTS=0)"),
+                                         ("False", "off (TF_ENABLE_ONEDNN_OPTS=False)"),
+                                         ("1", "on (TF_ENABLE_ONEDNN_OPTS=1)")])
+def test_rss_phases_says_which_onednn_setting_it_ran_with(value, said):
+    from bench.rss_phases import onednn_setting
+
+    assert onednn_setting(value).startswith(said)
 
 
 def test_rss_phases_bad_input_is_one_line_and_exit_2():
