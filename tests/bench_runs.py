@@ -13,10 +13,9 @@ from bench.isolation import child_environment
 ROOT = Path(__file__).resolve().parents[1]
 
 PLUGIN = textwrap.dedent('''
-    """Registers strategies whose lookup raises, takes 0.2 s a call, or kills its own process, and a toy one."""
+    """Registers strategies whose lookup raises, takes about 0.2 s a call, or kills its own process, and a toy one."""
     import os
     import signal
-    import time
 
     import tensorflow as tf
 
@@ -37,10 +36,14 @@ PLUGIN = textwrap.dedent('''
         strategy_name = "slow"
 
         def lookup(self, ids):
-            # Slow at every call, traced or not: a case long enough to be interrupted.
-            ids = tf.numpy_function(lambda values: (time.sleep(0.2), values)[1], [ids], ids.dtype,
-                                    stateful=True)
-            return super().lookup(tf.ensure_shape(ids, [None]))
+            # Slow at every call, traced or not: a case long enough to be interrupted. In TensorFlow's
+            # own ops, as in every real strategy: a Python callback on TensorFlow's threads
+            # (`tf.numpy_function` sleeping 0.2 s) once kept a Ctrl-C'd run alive past 60 s in CI.
+            # The work depends on the ids' values, so that graph optimisation cannot fold it away.
+            work = tf.fill([1536, 1536], tf.cast(tf.reduce_sum(ids) % 2, tf.float32) + 1e-3)
+            for _ in range(5):  # 5 x 7.2 GFLOP: about 0.2 s on one core of this machine
+                work = tf.linalg.matmul(work, work) * 1e-3
+            return super().lookup(ids) + 0.0 * work[0, 0]
 
 
     @register
